@@ -1,0 +1,9 @@
+/**
+ * keg's GPU layer: devices, tensors, shader loading and errors.
+ * @module
+ */
+export * from "./device.ts";
+export * from "./dtype.ts";
+export * from "./errors.ts";
+export * from "./tensor.ts";
+export { composeShader, loadShaderSource } from "./shader.ts";

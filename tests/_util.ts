@@ -1,0 +1,95 @@
+/**
+ * Test helpers: a shared device per test file, seeded random data, tolerance checks, and paths into
+ * ../shared with the skip-or-fail rule (skip with a message locally, fail under CI=true).
+ * @module
+ */
+import { Gpu, type GpuOptions } from "../lib/gpu/mod.ts";
+
+let shared: Promise<Gpu> | null = null;
+
+/** The test file's device (opened once, quiet). */
+export function testGpu(opts: GpuOptions = {}): Promise<Gpu> {
+  if (Object.keys(opts).length) return Gpu.open({ quiet: true, ...opts });
+  return shared ??= Gpu.open({ quiet: true });
+}
+
+/** A small deterministic PRNG (mulberry32) so failures reproduce. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n uniform values in [-scale, scale). */
+export function randArray(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+/** Rounds values through f16 (what an f16 tensor holds). */
+export function roundF16(x: ArrayLike<number>): Float32Array {
+  return Float32Array.from(Float16Array.from(x as ArrayLike<number>));
+}
+
+/** Asserts |a − e| ≤ atol + rtol·|e| elementwise, reporting the worst index. */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol: number,
+  rtol = 0,
+  label = "values",
+): void {
+  if (actual.length !== expected.length) {
+    throw new Error(`${label}: length ${actual.length} != expected ${expected.length}`);
+  }
+  let worst = -1, worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i], e = expected[i];
+    const excess = Math.abs(a - e) - (atol + rtol * Math.abs(e));
+    if (!(excess <= 0) && (worst < 0 || !(excess <= worstExcess))) {
+      worst = i;
+      worstExcess = excess;
+      if (Number.isNaN(excess)) break;
+    }
+  }
+  if (worst >= 0) {
+    throw new Error(
+      `${label}: index ${worst}: got ${actual[worst]}, expected ${
+        expected[worst]
+      } (atol ${atol}, rtol ${rtol})`,
+    );
+  }
+}
+
+/** Max |a − e|. */
+export function maxAbsDiff(a: ArrayLike<number>, e: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - e[i]));
+  return m;
+}
+
+const SHARED = new URL("../../shared/", import.meta.url);
+
+/**
+ * Resolves a path under ../shared. Returns null (and the test should return early) when it is missing
+ * locally; under CI=true a missing path throws so that a wrong path never passes silently.
+ */
+export function sharedPath(rel: string): string | null {
+  const p = new URL(rel, SHARED).pathname;
+  try {
+    Deno.statSync(p);
+    return p;
+  } catch {
+    const msg = `../shared/${rel} not found`;
+    if (Deno.env.get("CI") === "true") throw new Error(`${msg} (CI=true: shared data is required)`);
+    console.warn(`SKIP: ${msg}`);
+    return null;
+  }
+}
