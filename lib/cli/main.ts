@@ -1,0 +1,44 @@
+/**
+ * keg's command line: `deno task <command> …` runs `lib/cli/main.ts <command> …`.
+ * @module
+ */
+import { UsageError } from "./args.ts";
+import { GENERATE_USAGE, generateCommand } from "./generate.ts";
+import { selfcheckCommand } from "./selfcheck.ts";
+
+const COMMANDS: Record<string, { run: (args: string[]) => Promise<void>; usage: string }> = {
+  generate: { run: generateCommand, usage: GENERATE_USAGE },
+  selfcheck: { run: selfcheckCommand, usage: "keg selfcheck [--model <dir>]  (adapter report, kernel checks, a forward pass)" },
+};
+
+/** Entry point. */
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === "help" || cmd === "--help" || !(cmd in COMMANDS)) {
+    const list = Object.values(COMMANDS).map((c) => c.usage).join("\n\n");
+    if (cmd && cmd !== "help" && cmd !== "--help") {
+      console.error(`keg: unknown command ${JSON.stringify(cmd)}\n\n${list}`);
+      return 2;
+    }
+    console.log(list);
+    return 0;
+  }
+  if (rest.includes("--help")) {
+    console.log(COMMANDS[cmd].usage);
+    return 0;
+  }
+  try {
+    await COMMANDS[cmd].run(rest);
+    return 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`${e.message}\n\n${COMMANDS[cmd].usage}`);
+      return 2;
+    }
+    console.error(`keg ${cmd}: ${e instanceof Error ? e.message : String(e)}`);
+    if (Deno.env.get("KEG_DEBUG")) console.error(e);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

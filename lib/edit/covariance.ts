@@ -1,0 +1,221 @@
+/**
+ * Covariance statistics C = E[k kᵀ] of a layer's keys (the rewrite module's input) over every token of a
+ * text corpus, accumulated in f32 on the GPU. Cached on disk under a key made of the model's content
+ * fingerprint, layer, corpus contents, sample count, sequence length and precision (a folder name alone
+ * can collide). Long runs save a partial state every few seconds (write-then-rename) and resume from it.
+ * @module
+ */
+import { Tensor } from "../gpu/tensor.ts";
+import { covarianceAccumulate } from "../ops/covariance.ts";
+import { scale } from "../ops/elementwise.ts";
+import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import type { LoadedModel } from "../model/load.ts";
+import { padBatch } from "../model/transformer.ts";
+import { cacheDir, sha256Hex } from "../util/fs.ts";
+
+/** Options for {@link collectStats}. */
+export interface StatsOptions {
+  layer: number;
+  /** Text files; each non-empty cleaned line (see {@link cleanWikitextLine}) is one sequence. */
+  corpus: string[];
+  /** Sequences to use at most (EasyEdit's mom2_n_samples). */
+  nSamples: number;
+  /** Tokens per sequence at most (default: the model's max positions). */
+  maxLength?: number;
+  /** Sequences per GPU batch (default 32). */
+  batchSize?: number;
+  /** Cache folder (default ~/.cache/keg/stats). */
+  dir?: string;
+  /** Ignore the cache and recompute. */
+  force?: boolean;
+  /** Called after each batch: sequences done, total, tokens done. */
+  onProgress?: (done: number, total: number, tokens: number) => void;
+  /** Stops the run after the current batch, saving the partial state. */
+  signal?: AbortSignal;
+  /** Seconds between partial saves (default 10). */
+  saveEvery?: number;
+}
+
+/** Covariance statistics of one layer. */
+export interface Stats {
+  /** C = E[k kᵀ] (divided by count), f32 [d, d] on the layer's device. */
+  c: Tensor;
+  /** Number of key vectors. */
+  count: number;
+  /** Where they came from. */
+  source: "cache" | "computed" | "file";
+  /** The cache or source file. */
+  path: string;
+}
+
+/**
+ * ROME's WikiText clean-up: undo the ` @-@ `-style tokenisation, drop `<unk>`, and keep lines longer
+ * than 40 characters that are not headings. Returns null for dropped lines.
+ */
+export function cleanWikitextLine(line: string): string | null {
+  let s = line.trim();
+  const pairs: [string, string][] = [
+    [" @-@ ", "-"],
+    [" @,@ ", ","],
+    [" @.@ ", "."],
+    [" , ", ", "],
+    [" . ", ". "],
+    [" 's", "'s"],
+    [" ( ", " ("],
+    [" ) ", ") "],
+    [" ; ", "; "],
+    [" : ", ": "],
+    ['" ', '"'],
+  ];
+  for (const [a, b] of pairs) s = s.split(a).join(b);
+  s = s.split("<unk>").join("").trim();
+  if (s.length <= 40 || s.startsWith("=")) return null;
+  return s;
+}
+
+/** Reads the cleaned sequences of a corpus (at most `limit`). */
+export async function readCorpus(files: string[], limit: number): Promise<string[]> {
+  const out: string[] = [];
+  for (const f of files) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(f);
+    } catch (e) {
+      throw new Error(`stats corpus ${f}: ${(e as Error).message}`);
+    }
+    for (const line of text.split("\n")) {
+      const s = cleanWikitextLine(line);
+      if (s) out.push(s);
+      if (out.length >= limit) return out;
+    }
+  }
+  if (!out.length) throw new Error(`stats corpus ${files.join(", ")}: no usable lines (need > 40 characters)`);
+  return out;
+}
+
+/** The cache key of a statistics run. */
+export async function statsKey(model: LoadedModel, o: StatsOptions, maxLength: number): Promise<string> {
+  const corpusHashes: string[] = [];
+  for (const f of o.corpus) corpusHashes.push(await sha256Hex(await Deno.readFile(f)));
+  return (await sha256Hex(JSON.stringify({
+    model: model.fingerprint,
+    layer: o.layer,
+    corpus: corpusHashes,
+    n: o.nSamples,
+    maxLength,
+    precision: model.net.precision,
+    v: 1,
+  }))).slice(0, 40);
+}
+
+/** Loads statistics saved by keg or by the oracle (`mom2` f32 [d,d] + `count`) onto a device. */
+export async function loadStatsFile(model: LoadedModel, layer: number, path: string): Promise<Stats> {
+  const f = await openSafetensors(path);
+  try {
+    const d = model.config.intermediateSize;
+    if (!f.has("mom2")) throw new Error(`${path}: no tensor "mom2"`);
+    const m = await f.readFloat("mom2", "f32");
+    if (m.shape.length !== 2 || m.shape[0] !== d || m.shape[1] !== d) {
+      throw new Error(`${path}: mom2 has shape [${m.shape}], layer ${layer}'s keys need [${d}, ${d}]`);
+    }
+    let count = Number(f.metadata?.count ?? NaN);
+    if (f.has("count")) {
+      const raw = await f.read("count");
+      count = raw.dtype === "I64" ? Number(new BigInt64Array(raw.bytes.buffer)[0]) : new Float32Array(raw.bytes.buffer)[0];
+    }
+    const c = Tensor.from(model.net.deviceOf(layer), m.data, [d, d], "f32", { name: "mom2" });
+    return { c, count, source: "file", path };
+  } finally {
+    await f.close();
+  }
+}
+
+async function savePartial(path: string, c: Tensor, count: number, next: number, key: string): Promise<void> {
+  const data = await c.read();
+  await writeSafetensors(path, [{ name: "mom2_sum", dtype: "F32", shape: [...c.shape], data }], {
+    count: String(count),
+    next: String(next),
+    key,
+  });
+}
+
+/**
+ * Returns C for a layer: from the cache when present, else by running the model over the corpus (resuming
+ * a partial run when one exists).
+ */
+export async function collectStats(model: LoadedModel, o: StatsOptions): Promise<Stats> {
+  const tok = model.tokenizer;
+  if (!tok) throw new Error(`${model.dir}: statistics need a tokenizer`);
+  const net = model.net;
+  const maxLength = Math.min(o.maxLength ?? net.config.maxPositions, net.config.maxPositions);
+  const key = await statsKey(model, o, maxLength);
+  const dir = o.dir ?? await cacheDir("stats");
+  await Deno.mkdir(dir, { recursive: true });
+  const final = `${dir}/layer${o.layer}-${key}.safetensors`;
+  const partial = `${dir}/layer${o.layer}-${key}.partial.safetensors`;
+  if (!o.force) {
+    try {
+      await Deno.stat(final);
+      return { ...(await loadStatsFile(model, o.layer, final)), source: "cache" };
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+  const d = net.config.intermediateSize;
+  const gpu = net.deviceOf(o.layer);
+  const seqs = await readCorpus(o.corpus, o.nSamples);
+  let c: Tensor, count = 0, next = 0;
+  try {
+    const f = await openSafetensors(partial);
+    try {
+      if (f.metadata?.key !== key) throw new Error("stale partial state");
+      c = Tensor.from(gpu, (await f.readFloat("mom2_sum", "f32")).data, [d, d], "f32", { name: "mom2" });
+      count = Number(f.metadata.count), next = Number(f.metadata.next);
+    } finally {
+      await f.close();
+    }
+  } catch {
+    c = Tensor.zeros(gpu, [d, d], "f32", { name: "mom2" });
+  }
+  const bs = o.batchSize ?? 32;
+  let lastSave = performance.now();
+  while (next < seqs.length) {
+    const chunk = seqs.slice(next, next + bs).map((s) => tok.encode(s).slice(0, maxLength)).filter((s) => s.length);
+    if (chunk.length) {
+      const b = padBatch(chunk);
+      const rows: number[] = [];
+      b.lengths.forEach((n, r) => {
+        for (let p = 0; p < n; p++) rows.push(r * b.seq + p);
+      });
+      const { x, keys } = await net.prefix(b, o.layer, { layer: o.layer, readRows: Uint32Array.from(rows) });
+      x.dispose();
+      await covarianceAccumulate(c, keys!);
+      await gpu.sync();
+      keys!.dispose();
+      count += rows.length;
+    }
+    next = Math.min(seqs.length, next + bs);
+    o.onProgress?.(next, seqs.length, count);
+    const due = performance.now() - lastSave > (o.saveEvery ?? 10) * 1000;
+    if (o.signal?.aborted || (due && next < seqs.length)) {
+      await savePartial(partial, c, count, next, key);
+      lastSave = performance.now();
+      if (o.signal?.aborted) {
+        c.dispose();
+        throw new DOMException(`statistics interrupted at ${next}/${seqs.length} sequences; rerun to resume`, "AbortError");
+      }
+    }
+  }
+  await scale(c, 1 / count);
+  const data = await c.read();
+  await writeSafetensors(final, [{ name: "mom2", dtype: "F32", shape: [d, d], data }], {
+    count: String(count),
+    layer: String(o.layer),
+    model: model.fingerprint,
+    corpus: o.corpus.join(","),
+    n_samples: String(o.nSamples),
+    max_length: String(maxLength),
+  });
+  await Deno.remove(partial).catch(() => {});
+  return { c, count, source: "computed", path: final };
+}

@@ -1,0 +1,255 @@
+/**
+ * ROME and R-ROME, as a page that reads like the paper: for a request (subject, prompt, new target)
+ * 1. k*  — the rewrite module's key at the subject's last token, averaged over context templates;
+ * 2. v*  — the value that makes the model emit the new target (δ optimised with Adam, GPU backward);
+ * 3. u   — C⁻¹k*, with C the keys' second moment over a corpus (Cholesky, cached per layer);
+ * 4. ΔW  — the rank-one update u·rᵀ with r = (v* − v_ref)/(k·u), applied in the weight's own layout.
+ * All edit algebra is f32; the weight is cast once when written. Non-finite values trigger a rerun of
+ * the stage with f32 activations, and a non-finite weight is never written.
+ * @module
+ */
+import type { Tensor } from "../gpu/tensor.ts";
+import { choleskyFactor, type CholeskyFactor } from "../ops/cholesky.ts";
+import { countNonFinite } from "../ops/elementwise.ts";
+import type { LoadedModel } from "../model/load.ts";
+import type { Linear, Transformer } from "../model/transformer.ts";
+import type { RomeHparams } from "./hparams.ts";
+import { promptText, targetText, type EditRequest } from "./request.ts";
+import { parseFactToken } from "./lookup.ts";
+import { contextTemplates } from "./templates.ts";
+import { computeKeyValues } from "./k_star.ts";
+import { computeVStar, type VStep } from "./v_star.ts";
+import { applyRankOne, computeUpdate, l2, type RankOne, type UpdateKind } from "./update.ts";
+import type { Stats } from "./covariance.ts";
+
+/** Wall-clock seconds per stage of one edit. */
+export interface EditTimings {
+  templates: number;
+  kStar: number;
+  vStar: number;
+  solve: number;
+  update: number;
+  total: number;
+}
+
+/** Everything an edit computed, for reports, tests and saving. */
+export interface EditResult {
+  request: EditRequest;
+  layer: number;
+  /** Checkpoint name of the edited weight. */
+  weightName: string;
+  update: UpdateKind;
+  rankOne: RankOne;
+  kStar: Float32Array;
+  vBar: Float32Array;
+  kPrompt: Float32Array;
+  vPrompt: Float32Array;
+  targetInit: Float32Array;
+  delta: Float32Array;
+  vStar: Float32Array;
+  vSteps: VStep[];
+  targetIds: number[];
+  /** ‖ΔW‖_F / ‖W‖_F. */
+  dWRel: number;
+  /** Whether C (true) or the identity (false) was used. */
+  mom2Adjustment: boolean;
+  /** Stages rerun with f32 activations after a non-finite value, e.g. ["v*"]. */
+  fallbacks: string[];
+  warnings: string[];
+  timings: EditTimings;
+}
+
+const now = () => performance.now() / 1000;
+
+/** Applies ROME / R-ROME edits to a loaded model. */
+export class RomeEditor {
+  readonly model: LoadedModel;
+  readonly hp: RomeHparams;
+  /** Edits applied so far (sequential editing keeps them). */
+  readonly history: EditResult[] = [];
+  #templates: string[] | null = null;
+  #factor: CholeskyFactor | null = null;
+  #stats: Stats | null;
+  #wNorm = new Map<string, number>();
+
+  /** `stats` is required when hp.mom2Adjustment is true (see lib/edit/covariance.ts). */
+  constructor(model: LoadedModel, hp: RomeHparams, opts: { stats?: Stats | null; templates?: string[] } = {}) {
+    this.model = model;
+    this.hp = hp;
+    this.#stats = opts.stats ?? null;
+    this.#templates = opts.templates ?? null;
+    if (hp.layers.length !== 1) {
+      throw new Error(`${hp.source}: layers: ROME edits one layer, got [${hp.layers}]`);
+    }
+    const L = hp.layers[0];
+    if (L < 0 || L >= model.config.numLayers) {
+      throw new Error(`${hp.source}: layers: layer ${L} outside 0..${model.config.numLayers - 1}`);
+    }
+    if (hp.mom2Adjustment && !this.#stats) {
+      throw new Error(`${hp.source}: mom2_adjustment is true but no covariance statistics were given`);
+    }
+  }
+
+  /** The edited layer. */
+  get layer(): number {
+    return this.hp.layers[0];
+  }
+
+  /** The rewrite module's weight. */
+  get weight(): Linear {
+    return this.model.net.blocks[this.layer].mlpOut;
+  }
+
+  /** Context templates (sampled once and cached per model). */
+  async templates(): Promise<string[]> {
+    if (!this.#templates) {
+      const tok = this.#tok();
+      this.#templates = await contextTemplates(this.model.net, tok, {
+        lengthParams: this.hp.contextTemplateLengthParams,
+        seed: this.hp.seed,
+        fingerprint: this.model.fingerprint,
+      });
+    }
+    return this.#templates;
+  }
+
+  #tok() {
+    const tok = this.model.tokenizer;
+    if (!tok) throw new Error(`${this.model.dir}: editing needs a tokenizer`);
+    return tok;
+  }
+
+  async #factorOnce(): Promise<CholeskyFactor | null> {
+    if (!this.hp.mom2Adjustment) return null;
+    if (!this.#factor) this.#factor = await choleskyFactor(this.#stats!.c);
+    return this.#factor;
+  }
+
+  async #weightNorm(): Promise<number> {
+    const name = this.weight.name;
+    let n = this.#wNorm.get(name);
+    if (n === undefined) {
+      n = l2(await this.weight.w.read());
+      this.#wNorm.set(name, n);
+    }
+    return n;
+  }
+
+  /** Computes and applies one edit. */
+  async edit(request: EditRequest): Promise<EditResult> {
+    const tok = this.#tok();
+    const hp = this.hp;
+    const L = this.layer;
+    const t0 = now();
+    const templates = await this.templates();
+    const t1 = now();
+    const prompt = promptText(request);
+    const factToken = parseFactToken(hp.factToken, `${hp.source}: fact_token`);
+    const targetIds = tok.encode(targetText(request.targetNew), { addBos: false });
+    if (!targetIds.length) throw new Error(`request ${JSON.stringify(request.subject)}: target_new is empty`);
+    const fallbacks: string[] = [], warnings: string[] = [];
+
+    let net: Transformer = this.model.net;
+    let kv = await computeKeyValues(net, tok, prompt, request.subject, templates, L, factToken);
+    if (![kv.kStar, kv.vBar, kv.kPrompt, kv.vPrompt].every((a) => a.every(Number.isFinite))) {
+      fallbacks.push("k*");
+      net = net.withPrecision("mixed");
+      kv = await computeKeyValues(net, tok, prompt, request.subject, templates, L, factToken);
+    }
+    const t2 = now();
+    const settings = {
+      layer: L,
+      factToken,
+      steps: hp.vNumGradSteps,
+      lr: hp.vLr,
+      weightDecay: hp.vWeightDecay,
+      clampNormFactor: hp.clampNormFactor,
+      klFactor: hp.klFactor,
+      lossBreak: hp.lossBreak,
+    };
+    let vs = await computeVStar(net, tok, prompt, request.subject, targetIds, templates, settings);
+    if (vs.nonFinite > 0 && net.act !== "f32") {
+      fallbacks.push("v*");
+      net = net.withPrecision("mixed");
+      vs = await computeVStar(net, tok, prompt, request.subject, targetIds, templates, settings);
+    }
+    if (vs.nonFinite > 0 || !vs.vStar.every(Number.isFinite)) {
+      throw new Error(`v* optimisation produced non-finite values even with f32 activations; no weight was changed`);
+    }
+    const t3 = now();
+    const gpu = this.weight.w.gpu;
+    const rankOne = await computeUpdate(gpu, await this.#factorOnce(), {
+      kind: hp.update,
+      kStar: kv.kStar,
+      kPrompt: kv.kPrompt,
+      vBar: kv.vBar,
+      vPrompt: kv.vPrompt,
+      vStar: vs.vStar,
+      delta: vs.delta,
+    });
+    const t4 = now();
+    if (!rankOne.u.every(Number.isFinite) || !rankOne.r.every(Number.isFinite)) {
+      throw new Error(`the update has non-finite values (division factor ${rankOne.divisionFactor}); no weight was changed`);
+    }
+    const wn = await this.#weightNorm();
+    const dWRel = l2(rankOne.r) * l2(rankOne.u) / wn;
+    if (rankOne.divisionFactor <= 0) {
+      warnings.push(`division factor k·u = ${rankOne.divisionFactor.toPrecision(4)} ≤ 0: the edit is likely to collapse the model`);
+    } else if (dWRel > 1) {
+      warnings.push(`‖ΔW‖/‖W‖ = ${dWRel.toFixed(3)} > 1: a collapsing edit is likely (R-ROME paper)`);
+    }
+    await applyRankOne(this.weight, rankOne);
+    const bad = await countNonFinite(this.weight.w);
+    if (bad) {
+      await this.#restoreWeight(this.weight.name, this.weight.w);
+      for (const e of this.history) await applyRankOne(this.weight, e.rankOne);
+      throw new Error(`applying the update made ${bad} weight values non-finite (${this.weight.w.dtype}); reverted`);
+    }
+    const t5 = now();
+    const result: EditResult = {
+      request,
+      layer: L,
+      weightName: this.weight.name,
+      update: hp.update,
+      rankOne,
+      kStar: kv.kStar,
+      vBar: kv.vBar,
+      kPrompt: kv.kPrompt,
+      vPrompt: kv.vPrompt,
+      targetInit: vs.targetInit,
+      delta: vs.delta,
+      vStar: vs.vStar,
+      vSteps: vs.steps,
+      targetIds,
+      dWRel,
+      mom2Adjustment: hp.mom2Adjustment,
+      fallbacks,
+      warnings,
+      timings: { templates: t1 - t0, kStar: t2 - t1, vStar: t3 - t2, solve: t4 - t3, update: t5 - t4, total: t5 - t0 },
+    };
+    this.history.push(result);
+    return result;
+  }
+
+  async #restoreWeight(name: string, w: Tensor): Promise<void> {
+    const r = await this.model.checkpoint.readFloat(name, w.dtype);
+    w.write(r.data);
+    await w.gpu.sync();
+  }
+
+  /** Restores every edited weight to the checkpoint's values and clears the history. */
+  async restore(): Promise<void> {
+    const names = new Set(this.history.map((e) => e.weightName));
+    for (const name of names) {
+      const blk = this.model.net.blocks.find((b) => b.mlpOut.name === name)!;
+      await this.#restoreWeight(name, blk.mlpOut.w);
+    }
+    this.history.length = 0;
+  }
+
+  /** Releases the cached factor. */
+  dispose(): void {
+    this.#factor?.dispose();
+    this.#factor = null;
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * Context templates: short texts sampled from the unedited model that prefix the edit prompt, so the
+ * key and value are averaged over contexts ("{}" itself is the first template). Sampled once per model
+ * with a fixed seed (top-k, seed words The/Therefore/Because/I/You, as the reference code) and cached.
+ * @module
+ */
+import { padBatch, type Transformer } from "../model/transformer.ts";
+import type { Tokenizer } from "../model/tokenizer.ts";
+import { rng } from "../util/random.ts";
+import { cacheDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
+
+/** Seed words the reference implementations start templates from. */
+export const TEMPLATE_SEEDS: readonly string[] = ["The", "Therefore", "Because", "I", "You"];
+
+/** Options for {@link contextTemplates}. */
+export interface TemplateOptions {
+  /** [[length in tokens, count], …], e.g. [[5, 10], [10, 10]] → 21 templates with "{}". */
+  lengthParams: [number, number][];
+  /** Top-k of the sampler (reference: 5). */
+  topK?: number;
+  seed?: number;
+  /** Model fingerprint for the cache key; no caching when absent. */
+  fingerprint?: string;
+}
+
+function sampleTopK(row: Float32Array, k: number, r: () => number): number {
+  const ids = Array.from(row.keys()).sort((a, b) => row[b] - row[a]).slice(0, k);
+  const m = row[ids[0]];
+  const w = ids.map((i) => Math.exp(row[i] - m));
+  let u = r() * w.reduce((a, b) => a + b, 0);
+  for (let j = 0; j < ids.length; j++) {
+    u -= w[j];
+    if (u <= 0) return ids[j];
+  }
+  return ids[ids.length - 1];
+}
+
+/** Samples (or loads from cache) the context templates of a model. */
+export async function contextTemplates(net: Transformer, tok: Tokenizer, opts: TemplateOptions): Promise<string[]> {
+  const topK = opts.topK ?? 5, seed = opts.seed ?? 0;
+  let cachePath: string | null = null;
+  if (opts.fingerprint) {
+    const key = await sha256Hex(JSON.stringify([opts.fingerprint, opts.lengthParams, topK, seed, net.precision]));
+    cachePath = `${await cacheDir("templates")}/${key.slice(0, 32)}.json`;
+    try {
+      return JSON.parse(await Deno.readTextFile(cachePath));
+    } catch { /* not cached */ }
+  }
+  const r = rng(seed);
+  const out = ["{}"];
+  for (const [length, count] of opts.lengthParams) {
+    const perSeed = Math.max(1, Math.floor(count / TEMPLATE_SEEDS.length));
+    const seqs: number[][] = [];
+    for (const w of TEMPLATE_SEEDS) for (let n = 0; n < perSeed; n++) seqs.push(tok.encode(w));
+    while (seqs.some((s) => s.length < length)) {
+      const b = padBatch(seqs);
+      const res = await net.forward(b, { logitRows: "last" });
+      const logits = await res.logits.read();
+      res.logits.dispose();
+      const V = net.config.vocabSize;
+      seqs.forEach((s, i) => {
+        if (s.length < length) s.push(sampleTopK(logits.subarray(i * V, (i + 1) * V), topK, r));
+      });
+    }
+    for (const s of seqs) {
+      const text = tok.decode(s.slice(tok.addsBos ? 1 : 0)).normalize("NFKD").replace(/[{}]/g, " ");
+      out.push(`${text}. {}`);
+    }
+  }
+  if (cachePath) await writeFileAtomic(cachePath, JSON.stringify(out));
+  return out;
+}

@@ -1,0 +1,138 @@
+/**
+ * Activation gradients through the top of a transformer, for ROME's v* optimisation: forward from a
+ * layer's output with a tape, then backward from dLoss/dlogits to dLoss/d(that layer's output).
+ * No weight gradients are formed. Gradients are f32 whatever the storage precision.
+ * @module
+ */
+import type { Tensor } from "../gpu/tensor.ts";
+import { linearT } from "../ops/matmul.ts";
+import { layerNormBackward, rmsNormBackward } from "../ops/norm.ts";
+import { addInPlace, geluNewBackward, siluMulBackward } from "../ops/activation.ts";
+import { attentionBackward } from "../ops/attention.ts";
+import { rotaryBackward } from "../ops/rotary.ts";
+import { cast } from "../ops/elementwise.ts";
+import { type BlockTape, disposeTape, moveTo, type Norm, type TokenBatch, type Transformer } from "./transformer.ts";
+
+/** The result of {@link forwardWithTape}. */
+export interface TapedForward {
+  /** f32 logits [T, V] of every row. */
+  logits: Tensor;
+  /** Tapes of blocks `from` … last. */
+  tapes: BlockTape[];
+  /** Input of the final norm. */
+  xFinal: Tensor;
+  from: number;
+}
+
+/**
+ * Runs blocks `from`… of `net` on `x` (the residual stream entering block `from`; consumed) keeping a tape,
+ * then the final norm and LM head on every row.
+ */
+export async function forwardWithTape(net: Transformer, x: Tensor, from: number, b: TokenBatch): Promise<TapedForward> {
+  const tapes: BlockTape[] = [];
+  for (let i = from; i < net.blocks.length; i++) {
+    x = await moveTo(x, net.deviceOf(i));
+    const tape: Partial<BlockTape> = {};
+    await net.block(i, x, b, undefined, tape);
+    tapes.push(tape as BlockTape);
+  }
+  const xFinal = await cast(x, x.dtype);
+  const logits = await net.head(x, new Uint32Array(0), true);
+  x.dispose();
+  return { logits, tapes, xFinal, from };
+}
+
+async function normBackward(net: Transformer, x: Tensor, n: Norm, dy: Tensor): Promise<Tensor> {
+  const c = net.config;
+  return c.normType === "rmsnorm"
+    ? await rmsNormBackward(x, n.w, dy, c.normEps)
+    : await layerNormBackward(x, n.w, dy, c.normEps);
+}
+
+/** dLoss/d(block input) from dLoss/d(block output) for block `i` (consumes dOut). */
+export async function blockBackward(
+  net: Transformer,
+  i: number,
+  t: BlockTape,
+  dOut: Tensor,
+  b: TokenBatch,
+): Promise<Tensor> {
+  const c = net.config;
+  const blk = net.blocks[i];
+  // MLP branch: out = down(act(...)); dKey = dOut · down
+  const dKey = await linearT(dOut, blk.mlpOut.w, { layout: blk.mlpOut.layout, outDtype: "f32" });
+  let dMlpIn: Tensor;
+  if (blk.mlpGate) {
+    const { dGate, dUp } = await siluMulBackward(t.gate!, t.up, dKey);
+    dMlpIn = await linearT(dUp, blk.mlpIn.w, { layout: blk.mlpIn.layout, outDtype: "f32" });
+    await linearT(dGate, blk.mlpGate.w, { layout: blk.mlpGate.layout, out: dMlpIn, accumulate: true });
+    dGate.dispose(), dUp.dispose();
+  } else {
+    const dUp = await geluNewBackward(t.up, dKey);
+    dMlpIn = await linearT(dUp, blk.mlpIn.w, { layout: blk.mlpIn.layout, outDtype: "f32" });
+    dUp.dispose();
+  }
+  dKey.dispose();
+
+  // For a sequential block, dMid = dOut + LN2'(dMlpIn); the attention branch then sees dMid.
+  // For GPT-J's parallel block, both branches read h = ln_1(x): dH collects both and dAttnOut = dOut.
+  let dMid: Tensor;
+  let dH: Tensor | null = null;
+  if (blk.ln2) {
+    const dx2 = await normBackward(net, t.mid!, blk.ln2, dMlpIn);
+    dMlpIn.dispose();
+    await addInPlace(dx2, dOut);
+    dMid = dx2;
+    dOut.dispose();
+  } else {
+    dH = dMlpIn;
+    dMid = dOut;
+  }
+  const dA = await linearT(dMid, blk.o.w, { layout: blk.o.layout, outDtype: "f32" });
+  const shape = net.attentionShape(b);
+  const { dq, dk, dv } = await attentionBackward(t.q, t.k, t.v, dA, shape);
+  dA.dispose();
+  if (c.rotary) {
+    const ro = { batch: b.batch, seq: b.seq, headDim: c.headDim, rotaryDim: c.rotary.dim, theta: c.rotary.theta };
+    await rotaryBackward(dq, { ...ro, heads: c.numHeads, interleaved: c.rotary.interleaved });
+    await rotaryBackward(dk, { ...ro, heads: c.numKvHeads, interleaved: c.rotary.interleaved });
+  }
+  if (dH) {
+    await linearT(dq, blk.q.w, { layout: blk.q.layout, out: dH, accumulate: true });
+  } else {
+    dH = await linearT(dq, blk.q.w, { layout: blk.q.layout, outDtype: "f32" });
+  }
+  await linearT(dk, blk.k.w, { layout: blk.k.layout, out: dH, accumulate: true });
+  await linearT(dv, blk.v.w, { layout: blk.v.layout, out: dH, accumulate: true });
+  dq.dispose(), dk.dispose(), dv.dispose();
+  const dx = await normBackward(net, t.xIn, blk.ln1, dH);
+  dH.dispose();
+  await addInPlace(dx, dMid);
+  dMid.dispose();
+  return dx;
+}
+
+/**
+ * Backward from dLoss/dlogits (f32 [T, V], consumed) through the head and the taped blocks: returns
+ * dLoss/d(residual entering block `taped.from`), f32 [T, d], on that block's device. Releases the tape.
+ */
+export async function backwardFromLogits(
+  net: Transformer,
+  taped: TapedForward,
+  dLogits: Tensor,
+  b: TokenBatch,
+): Promise<Tensor> {
+  const dHf = await linearT(dLogits, net.lmHead.w, { layout: net.lmHead.layout, outDtype: "f32" });
+  dLogits.dispose();
+  let d = await normBackward(net, taped.xFinal, net.finalNorm, dHf);
+  dHf.dispose();
+  for (let j = taped.tapes.length - 1; j >= 0; j--) {
+    const i = taped.from + j;
+    d = await moveTo(d, net.deviceOf(i));
+    d = await blockBackward(net, i, taped.tapes[j], d, b);
+    disposeTape(taped.tapes[j]);
+  }
+  taped.xFinal.dispose();
+  taped.logits.dispose();
+  return d;
+}

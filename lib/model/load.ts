@@ -1,0 +1,219 @@
+/**
+ * Loading a HuggingFace checkpoint onto one or more WebGPU devices in a chosen precision.
+ * @module
+ */
+import { Gpu } from "../gpu/device.ts";
+import type { DType } from "../gpu/dtype.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import type { ArchitectureSpec, LinearSpec, NormSpec } from "./architecture.ts";
+import { type Checkpoint, openCheckpoint, resolveModelDir } from "./checkpoint.ts";
+import { loadConfig, type ModelConfig } from "./config.ts";
+import { gpt2Architecture } from "./gpt2.ts";
+import { gptjArchitecture } from "./gptj.ts";
+import { llamaArchitecture } from "./llama.ts";
+import { parseDevices } from "./placement.ts";
+import { type Precision, weightDtype } from "./precision.ts";
+import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
+import { type Block, type Linear, type Norm, Transformer } from "./transformer.ts";
+
+/** Options for {@link loadModel}. */
+export interface LoadModelOptions {
+  /** f32 (default), f16 or mixed. */
+  precision?: Precision;
+  /** Number of devices, or a comma-separated / array layer → device map. */
+  devices?: number | string | number[];
+  /** Devices to use instead of opening new ones. */
+  gpus?: Gpu[];
+  /** Cap on one storage binding (tests force chunking with it). */
+  maxBindingBytes?: number;
+  /** Suppress warnings. */
+  quiet?: boolean;
+  /** Progress callback (tensor name, index, total). */
+  onProgress?: (name: string, index: number, total: number) => void;
+}
+
+/** A loaded model: weights on the GPU, its config, tokenizer and where it came from. */
+export interface LoadedModel {
+  /** Directory the checkpoint was read from. */
+  dir: string;
+  config: ModelConfig;
+  /** The tokenizer, or null when the directory has none (test fixtures). */
+  tokenizer: Tokenizer | null;
+  checkpoint: Checkpoint;
+  arch: ArchitectureSpec;
+  net: Transformer;
+  /** Content fingerprint of the checkpoint (cache keys). */
+  fingerprint: string;
+  /** Total values that overflowed f16 while loading (became ±inf), per tensor. */
+  f16Overflow: Record<string, number>;
+  /** Releases every device. */
+  dispose(): Promise<void>;
+}
+
+/** Builds the tensor map for a config's family. */
+export function architectureFor(cfg: ModelConfig, names: Set<string>): ArchitectureSpec {
+  switch (cfg.family) {
+    case "gpt2":
+      return gpt2Architecture(cfg, names);
+    case "gptj":
+      return gptjArchitecture(cfg, names);
+    case "llama":
+      return llamaArchitecture(cfg, names);
+  }
+}
+
+/** Slice `index` of `of` equal parts along the output dimension of a linear weight held on the host. */
+function slicePart(data: Float32Array | Float16Array, shape: number[], layout: "out_in" | "in_out", index: number, of: number) {
+  if (layout === "out_in") {
+    const rows = shape[0] / of, cols = shape[1];
+    return { data: data.subarray(index * rows * cols, (index + 1) * rows * cols), shape: [rows, cols] };
+  }
+  const rows = shape[0], cols = shape[1] / of;
+  const out = data instanceof Float16Array ? new Float16Array(rows * cols) : new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    out.set(data.subarray(r * shape[1] + index * cols, r * shape[1] + (index + 1) * cols), r * cols);
+  }
+  return { data: out, shape: [rows, cols] };
+}
+
+/** Loads a model directory (or a hub id found in the HF cache) onto WebGPU devices. */
+export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const dir = await resolveModelDir(nameOrDir);
+  const config = await loadConfig(dir);
+  const checkpoint = await openCheckpoint(dir);
+  const names = new Set(checkpoint.names());
+  const arch = architectureFor(config, names);
+  const precision = opts.precision ?? "f32";
+  const wdt = weightDtype(precision);
+
+  // Every tensor the architecture needs must exist: list all missing ones at once.
+  const needed: string[] = [arch.embed, arch.finalNorm.weight, arch.lmHead.weight];
+  if (arch.positions) needed.push(arch.positions);
+  if (arch.finalNorm.bias) needed.push(arch.finalNorm.bias);
+  if (arch.lmHead.bias) needed.push(arch.lmHead.bias);
+  for (const b of arch.blocks) {
+    for (const n of [b.ln1, b.ln2]) if (n) needed.push(n.weight, ...(n.bias ? [n.bias] : []));
+    for (const l of [b.q, b.k, b.v, b.o, b.mlpIn, b.mlpGate, b.mlpOut]) {
+      if (l) needed.push(l.weight, ...(l.bias ? [l.bias] : []));
+    }
+  }
+  const missing = [...new Set(needed)].filter((n) => !names.has(n));
+  if (missing.length) {
+    throw new Error(
+      `${dir}: checkpoint lacks ${missing.length} tensor(s) a ${config.modelType} model needs: ${
+        missing.slice(0, 12).join(", ")
+      }${missing.length > 12 ? ", …" : ""}`,
+    );
+  }
+
+  const placement = parseDevices(
+    Array.isArray(opts.devices) ? opts.devices.join(",") : (opts.devices ?? (opts.gpus?.length ?? 1)),
+    config.numLayers,
+  );
+  const gpus = opts.gpus ?? await Gpu.openMany(placement.count, {
+    maxBindingBytes: opts.maxBindingBytes,
+    quiet: opts.quiet,
+  });
+  if (gpus.length < placement.count) {
+    throw new Error(`devices: placement needs ${placement.count} devices, ${gpus.length} given`);
+  }
+
+  const f16Overflow: Record<string, number> = {};
+  let loaded = 0;
+  const total = new Set(needed).size;
+  const cache = new Map<string, Tensor>();
+  const upload = async (
+    gpu: Gpu,
+    name: string,
+    dtype: DType,
+    part?: { index: number; of: number; layout: "out_in" | "in_out" },
+  ): Promise<Tensor> => {
+    const key = `${gpu.label}|${name}|${dtype}|${part ? part.index : ""}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const r = await checkpoint.readFloat(name, dtype);
+    if (r.overflow) f16Overflow[name] = r.overflow;
+    let data = r.data, shape = r.shape;
+    if (part) {
+      if (shape.length === 1) {
+        const n = shape[0] / part.of;
+        data = data.subarray(part.index * n, (part.index + 1) * n);
+        shape = [n];
+      } else {
+        ({ data, shape } = slicePart(data, shape, part.layout, part.index, part.of));
+      }
+    }
+    const t = Tensor.from(gpu, data, shape, dtype, { name });
+    cache.set(key, t);
+    opts.onProgress?.(name, ++loaded, total);
+    return t;
+  };
+  const lin = async (gpu: Gpu, s: LinearSpec): Promise<Linear> => {
+    const part = s.part ? { ...s.part, layout: s.layout } : undefined;
+    return {
+      w: await upload(gpu, s.weight, wdt, part),
+      b: s.bias ? await upload(gpu, s.bias, "f32", part) : undefined,
+      layout: s.layout,
+      name: s.weight,
+    };
+  };
+  const norm = async (gpu: Gpu, s: NormSpec): Promise<Norm> => ({
+    w: await upload(gpu, s.weight, "f32"),
+    b: s.bias ? await upload(gpu, s.bias, "f32") : undefined,
+  });
+
+  const first = gpus[placement.map[0]], last = gpus[placement.map[config.numLayers - 1]];
+  const embed = await upload(first, arch.embed, wdt);
+  const positions = arch.positions ? await upload(first, arch.positions, wdt) : null;
+  const blocks: Block[] = [];
+  for (let i = 0; i < config.numLayers; i++) {
+    const gpu = gpus[placement.map[i]];
+    const s = arch.blocks[i];
+    blocks.push({
+      ln1: await norm(gpu, s.ln1),
+      ln2: s.ln2 ? await norm(gpu, s.ln2) : null,
+      q: await lin(gpu, s.q),
+      k: await lin(gpu, s.k),
+      v: await lin(gpu, s.v),
+      o: await lin(gpu, s.o),
+      mlpIn: await lin(gpu, s.mlpIn),
+      mlpGate: s.mlpGate ? await lin(gpu, s.mlpGate) : null,
+      mlpOut: await lin(gpu, s.mlpOut),
+    });
+  }
+  const finalNorm = await norm(last, arch.finalNorm);
+  const lmHead = await lin(last, arch.lmHead);
+  for (const g of gpus) await g.sync();
+
+  const net = new Transformer({
+    config,
+    precision,
+    devices: gpus,
+    layerDevice: placement.map,
+    embed,
+    positions,
+    blocks,
+    finalNorm,
+    lmHead,
+  });
+  const tokenizer = await loadTokenizer(dir).catch((e) => {
+    if (e instanceof Deno.errors.NotFound || /no tokenizer/i.test(String(e))) return null;
+    throw e;
+  });
+  const fingerprint = await checkpoint.fingerprint();
+  const ownGpus = !opts.gpus;
+  return {
+    dir,
+    config,
+    tokenizer,
+    checkpoint,
+    arch,
+    net,
+    fingerprint,
+    f16Overflow,
+    async dispose() {
+      await checkpoint.close();
+      if (ownGpus) for (const g of gpus) await g.destroy();
+    },
+  };
+}

@@ -1,0 +1,373 @@
+/**
+ * The transformer block loop on WebGPU, shared by every family, with the hooks ROME needs: read the
+ * MLP down-projection's input (keys) and output (values) at chosen rows, and add a vector to that output.
+ * Layers may live on several devices; the hidden state moves between devices at layer boundaries.
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import type { DType } from "../gpu/dtype.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { linear } from "../ops/matmul.ts";
+import { cast } from "../ops/elementwise.ts";
+import { layerNorm, rmsNorm } from "../ops/norm.ts";
+import { addInPlace, geluNew, siluMul } from "../ops/activation.ts";
+import { addToRows, embedding, gatherRows } from "../ops/embedding.ts";
+import { attention } from "../ops/attention.ts";
+import { applyRotary } from "../ops/rotary.ts";
+import type { ModelConfig } from "./config.ts";
+import type { Layout } from "./architecture.ts";
+import { activationDtype, type Precision } from "./precision.ts";
+
+/** A linear layer on the GPU. */
+export interface Linear {
+  w: Tensor;
+  b?: Tensor;
+  layout: Layout;
+  /** The checkpoint tensor name of the weight. */
+  name: string;
+}
+
+/** A norm layer on the GPU. */
+export interface Norm {
+  w: Tensor;
+  b?: Tensor;
+}
+
+/** One block's weights. */
+export interface Block {
+  ln1: Norm;
+  ln2: Norm | null;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  mlpIn: Linear;
+  mlpGate: Linear | null;
+  mlpOut: Linear;
+}
+
+/** A right-padded batch of token sequences. */
+export interface TokenBatch {
+  /** Rows. */
+  batch: number;
+  /** Padded length. */
+  seq: number;
+  /** Real length of each row. */
+  lengths: number[];
+  /** Flat ids [batch·seq] (padding filled with 0). */
+  ids: Uint32Array;
+}
+
+/** Pads token sequences on the right into a {@link TokenBatch}. */
+export function padBatch(seqs: number[][]): TokenBatch {
+  if (seqs.length === 0) throw new Error("padBatch: empty batch");
+  const seq = Math.max(...seqs.map((s) => s.length));
+  if (seq === 0) throw new Error("padBatch: every sequence is empty");
+  const ids = new Uint32Array(seqs.length * seq);
+  seqs.forEach((s, b) => ids.set(s, b * seq));
+  return { batch: seqs.length, seq, lengths: seqs.map((s) => s.length), ids };
+}
+
+/** Hooks on one layer's MLP down-projection (ROME's rewrite module). Rows are flat `b·seq + position`. */
+export interface MlpHooks {
+  layer: number;
+  /** Rows whose keys (down-projection input) and values (its output, after any added delta) are read. */
+  readRows?: Uint32Array;
+  /** Rows that get `delta` added to the down-projection output. */
+  addRows?: Uint32Array;
+  /** [d_model] f32 vector on the layer's device. */
+  delta?: Tensor;
+}
+
+/** Activations of one block kept for the backward pass (all [T, ·] in the activation dtype). */
+export interface BlockTape {
+  /** Block input (before the attention residual). */
+  xIn: Tensor;
+  /** ln_1 output. */
+  h: Tensor;
+  /** q, k after rotary; v. */
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  /** Attention output before the o projection. */
+  a: Tensor;
+  /** Residual after attention (sequential blocks only). */
+  mid?: Tensor;
+  /** ln_2 output (sequential blocks only). */
+  h2?: Tensor;
+  /** MLP up (or fc_in) pre-activation, and the gate pre-activation for gated MLPs. */
+  up: Tensor;
+  gate?: Tensor;
+  /** The down-projection input (ROME's key). */
+  key: Tensor;
+}
+
+/** Releases every tensor of a tape. */
+export function disposeTape(t: Partial<BlockTape>): void {
+  for (const v of Object.values(t)) (v as Tensor | undefined)?.dispose();
+}
+
+/** Attention geometry (the options of lib/ops/attention without outDtype). */
+export interface AttentionShape {
+  batch: number;
+  seqQ: number;
+  seqKv: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  kvLengths: number[];
+  window: number | null;
+}
+
+/** What {@link Transformer.forward} returns. */
+export interface ForwardResult {
+  /** f32 logits [rows, vocab] for the requested rows, on the last layer's device. */
+  logits: Tensor;
+  /** The rows the logits belong to (flat indices). */
+  rows: Uint32Array;
+  /** Keys [readRows, d_ff] (f32) when hooks.readRows was given. */
+  keys?: Float32Array;
+  /** Values [readRows, d_model] (f32) when hooks.readRows was given. */
+  values?: Float32Array;
+}
+
+/** Options for {@link Transformer.forward}. */
+export interface ForwardOptions {
+  /** Which rows get logits: all (default), the last real token of each row, or explicit flat rows. */
+  logitRows?: "all" | "last" | Uint32Array;
+  hooks?: MlpHooks;
+}
+
+/** Copies a tensor to another device (through the host) if needed. */
+export async function moveTo(t: Tensor, gpu: Gpu): Promise<Tensor> {
+  if (t.gpu === gpu) return t;
+  const data = await t.read();
+  const out = Tensor.from(gpu, data, t.shape, t.dtype, { name: t.name });
+  t.dispose();
+  return out;
+}
+
+/** The weights of a loaded model on its devices, and the forward pass. */
+export class Transformer {
+  readonly config: ModelConfig;
+  readonly precision: Precision;
+  /** Activation storage type. */
+  readonly act: DType;
+  readonly devices: Gpu[];
+  /** Device index of each layer. */
+  readonly layerDevice: number[];
+  readonly embed: Tensor;
+  readonly positions: Tensor | null;
+  readonly blocks: Block[];
+  readonly finalNorm: Norm;
+  readonly lmHead: Linear;
+
+  constructor(init: {
+    config: ModelConfig;
+    precision: Precision;
+    devices: Gpu[];
+    layerDevice: number[];
+    embed: Tensor;
+    positions: Tensor | null;
+    blocks: Block[];
+    finalNorm: Norm;
+    lmHead: Linear;
+  }) {
+    this.config = init.config;
+    this.precision = init.precision;
+    this.act = activationDtype(init.precision);
+    this.devices = init.devices;
+    this.layerDevice = init.layerDevice;
+    this.embed = init.embed;
+    this.positions = init.positions;
+    this.blocks = init.blocks;
+    this.finalNorm = init.finalNorm;
+    this.lmHead = init.lmHead;
+  }
+
+  /**
+   * The same weights run with another precision's activation storage (used to redo a stage with f32
+   * activations when f16 produced a non-finite value). Shares every tensor with this model.
+   */
+  withPrecision(precision: Precision): Transformer {
+    return new Transformer({ ...this, precision, layerDevice: this.layerDevice, devices: this.devices });
+  }
+
+  /** The device holding layer `i`. */
+  deviceOf(layer: number): Gpu {
+    return this.devices[this.layerDevice[layer]];
+  }
+
+  /** The device of the final norm and LM head. */
+  get lastDevice(): Gpu {
+    return this.deviceOf(this.blocks.length - 1);
+  }
+
+  async #norm(x: Tensor, n: Norm): Promise<Tensor> {
+    const c = this.config;
+    return c.normType === "rmsnorm"
+      ? await rmsNorm(x, n.w, c.normEps, { outDtype: this.act })
+      : await layerNorm(x, n.w, n.b!, c.normEps, { outDtype: this.act });
+  }
+
+  #lin(x: Tensor, l: Linear, outDtype: DType = this.act): Promise<Tensor> {
+    return linear(x, l.w, { layout: l.layout, bias: l.b, outDtype });
+  }
+
+  /** Embeds a batch: token embedding (+ learned positions for GPT-2). */
+  async embedTokens(b: TokenBatch): Promise<Tensor> {
+    const x = await embedding(this.embed, b.ids, { outDtype: this.act });
+    if (this.positions) {
+      const pos = new Uint32Array(b.batch * b.seq);
+      for (let r = 0; r < b.batch; r++) for (let p = 0; p < b.seq; p++) pos[r * b.seq + p] = p;
+      await embedding(this.positions, pos, { accumulate: x });
+    }
+    return x;
+  }
+
+  /**
+   * Runs block `i` on the hidden state `x` in place (x becomes the block's output). With `tape`, the
+   * activations the backward pass needs are kept there instead of being released.
+   */
+  async block(
+    i: number,
+    x: Tensor,
+    b: TokenBatch,
+    hooks?: MlpHooks,
+    tape?: Partial<BlockTape>,
+  ): Promise<{ keys?: Tensor; values?: Tensor }> {
+    const c = this.config;
+    const blk = this.blocks[i];
+    const keep = (t: Tensor, name: keyof BlockTape) => tape ? (tape[name] = t) : t.dispose();
+    if (tape) tape.xIn = await cast(x, x.dtype);
+    const h = await this.#norm(x, blk.ln1);
+    const q = await this.#lin(h, blk.q), k = await this.#lin(h, blk.k), v = await this.#lin(h, blk.v);
+    if (c.rotary) {
+      const ro = { batch: b.batch, seq: b.seq, headDim: c.headDim, rotaryDim: c.rotary.dim, theta: c.rotary.theta };
+      await applyRotary(q, { ...ro, heads: c.numHeads, interleaved: c.rotary.interleaved });
+      await applyRotary(k, { ...ro, heads: c.numKvHeads, interleaved: c.rotary.interleaved });
+    }
+    const a = await attention(q, k, v, { ...this.attentionShape(b), outDtype: this.act });
+    keep(q, "q"), keep(k, "k"), keep(v, "v");
+    const attnOut = await this.#lin(a, blk.o);
+    keep(a, "a");
+    let mlpIn: Tensor;
+    if (blk.ln2) {
+      await addInPlace(x, attnOut);
+      attnOut.dispose();
+      keep(h, "h");
+      if (tape) tape.mid = await cast(x, x.dtype);
+      mlpIn = await this.#norm(x, blk.ln2);
+    } else {
+      mlpIn = h; // GPT-J: attention and MLP read the same ln_1 output; attnOut is added below
+    }
+    const up = await this.#lin(mlpIn, blk.mlpIn);
+    let key: Tensor;
+    if (blk.mlpGate) {
+      const gate = await this.#lin(mlpIn, blk.mlpGate);
+      key = await siluMul(gate, up, { outDtype: this.act });
+      keep(gate, "gate");
+    } else {
+      key = await geluNew(up, { outDtype: this.act });
+    }
+    keep(up, "up");
+    keep(mlpIn, blk.ln2 ? "h2" : "h");
+    const out = await this.#lin(key, blk.mlpOut);
+    const result: { keys?: Tensor; values?: Tensor } = {};
+    if (hooks && hooks.layer === i) {
+      if (hooks.addRows && hooks.delta) await addToRows(out, hooks.delta, hooks.addRows);
+      if (hooks.readRows) {
+        result.keys = await gatherRows(key, hooks.readRows);
+        result.values = await gatherRows(out, hooks.readRows);
+      }
+    }
+    keep(key, "key");
+    await addInPlace(x, out);
+    out.dispose();
+    if (!blk.ln2) {
+      await addInPlace(x, attnOut);
+      attnOut.dispose();
+    }
+    return result;
+  }
+
+  /** Attention geometry of a batch for this model. */
+  attentionShape(b: TokenBatch): AttentionShape {
+    const c = this.config;
+    return {
+      batch: b.batch,
+      seqQ: b.seq,
+      seqKv: b.seq,
+      heads: c.numHeads,
+      kvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      kvLengths: b.lengths,
+      window: c.slidingWindow,
+    };
+  }
+
+  /** Rows whose logits are wanted. */
+  static logitRowsFor(b: TokenBatch, which: "all" | "last" | Uint32Array): Uint32Array {
+    if (which instanceof Uint32Array) return which;
+    if (which === "last") return Uint32Array.from(b.lengths.map((n, r) => r * b.seq + n - 1));
+    return Uint32Array.from({ length: b.batch * b.seq }, (_, i) => i);
+  }
+
+  /** Final norm and LM head on selected rows of the last hidden state. */
+  async head(x: Tensor, rows: Uint32Array, all: boolean): Promise<Tensor> {
+    const sel = all ? x : await gatherRows(x, rows, { outDtype: this.act });
+    const h = await this.#norm(sel, this.finalNorm);
+    if (!all) sel.dispose();
+    const logits = await this.#lin(h, this.lmHead, "f32");
+    h.dispose();
+    return logits;
+  }
+
+  /**
+   * Runs the embedding and blocks 0…`upto` (inclusive). Returns the residual stream after block `upto` and,
+   * when the hooks read rows at a layer ≤ upto, that layer's keys and values (f32 tensors on its device).
+   */
+  async prefix(b: TokenBatch, upto: number, hooks?: MlpHooks): Promise<{ x: Tensor; keys?: Tensor; values?: Tensor }> {
+    let x = await this.embedTokens(b);
+    let keys: Tensor | undefined, values: Tensor | undefined;
+    for (let i = 0; i <= upto; i++) {
+      x = await moveTo(x, this.deviceOf(i));
+      const r = await this.block(i, x, b, hooks);
+      if (r.keys) keys = r.keys;
+      if (r.values) values = r.values;
+    }
+    return { x, keys, values };
+  }
+
+  /** Full forward pass of a padded batch. */
+  async forward(b: TokenBatch, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const { x, keys, values } = await this.prefix(b, this.blocks.length - 1, opts.hooks);
+    const which = opts.logitRows ?? "all";
+    const rows = Transformer.logitRowsFor(b, which);
+    const logits = await this.head(x, rows, which === "all");
+    x.dispose();
+    const out: ForwardResult = { logits, rows };
+    if (keys) out.keys = await keys.read(), keys.dispose();
+    if (values) out.values = await values.read(), values.dispose();
+    return out;
+  }
+
+  /** Bytes of weights per device. */
+  weightBytes(): number[] {
+    const out = this.devices.map(() => 0);
+    const seen = new Set<Tensor>();
+    const add = (t: Tensor | undefined) => {
+      if (!t || seen.has(t)) return;
+      seen.add(t);
+      out[this.devices.indexOf(t.gpu)] += t.byteLength;
+    };
+    add(this.embed);
+    add(this.positions ?? undefined);
+    for (const blk of this.blocks) {
+      for (const n of [blk.ln1, blk.ln2]) if (n) add(n.w), add(n.b);
+      for (const l of [blk.q, blk.k, blk.v, blk.o, blk.mlpIn, blk.mlpGate, blk.mlpOut]) if (l) add(l.w), add(l.b);
+    }
+    add(this.finalNorm.w), add(this.finalNorm.b), add(this.lmHead.w), add(this.lmHead.b);
+    return out;
+  }
+}

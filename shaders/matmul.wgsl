@@ -1,0 +1,380 @@
+// Matrix multiply: C = alpha · op(A) · op(B) (+ bias broadcast over rows) (+ C when ACCUM), batched over
+// dispatch z. Aliases set by the host: TA, TB, TC (storage of A, B, C) and TBIAS; math is always f32.
+//
+// Every operand is addressed as `off + batch·bs + row·ld + col` (element units, inside one binding), so the
+// host can run any sub-rectangle of a chunked tensor: a row/column/K slice is just other offsets and sizes.
+// op(A) is [m, k]: A is stored [m, k] (row stride lda) or, with TRANS_A, [k, m]. op(B) is [k, n]: B is
+// stored [k, n] or, with TRANS_B, [n, k]. C is stored [m, n] with row stride ldc.
+//
+// Entries:
+//   mm_direct  register-blocked: each thread owns a 16×16 block of C (sixteen 4×4 matrices) and reads its
+//              operands straight from storage as vec4s. Best on CPU adapters (lavapipe), where caches play
+//              the role of workgroup memory and barriers are expensive.
+//   mm_tiled   the same 16×16 register blocks, but each 128×16 (A) and 16×128 (B) K-tile is first staged in
+//              workgroup memory by the whole workgroup (the usual GPU design: every global element is read
+//              once per workgroup instead of once per thread).
+//   mm_naive   one thread per output element (the baseline for the benchmark; also handy for debugging).
+// mm_direct and mm_tiled: workgroup 8×8 threads covering a 128×128 tile of C; dispatch
+// (ceil(n/128), ceil(m/128), batch). mm_naive: workgroup 16×16, dispatch (ceil(n/16), ceil(m/16), batch).
+//
+// Edges: rows of op(A) ≥ m and columns of op(B) ≥ n are read without checks (WebGPU clamps or zeroes
+// out-of-bounds reads); they only ever feed outputs that are not stored. Reads past k are masked to 0.
+//
+// A 4×4 block is kept as a WGSL mat4x4 (column-major): a_blk(m, k) has column i = A[m+i][k..k+3] (the
+// transposed A block), b_blk(k, n) has column l = B[k+l][n..n+3] (the transposed B block), so the block
+// product Cᵀ += Bᵀ·Aᵀ is `acc += b * a` and column i of acc is row m+i of C.
+
+struct Params {
+  m: u32,
+  n: u32,
+  k: u32,
+  a_off: u32,
+  lda: u32,
+  a_bs: u32,
+  b_off: u32,
+  ldb: u32,
+  b_bs: u32,
+  c_off: u32,
+  ldc: u32,
+  c_bs: u32,
+  bias_off: u32,
+  alpha: f32,
+  _p0: u32,
+  _p1: u32,
+}
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+// vec4 reads of A/B: only when every row start used is a multiple of 4 elements (off, ld, bs % 4 == 0)
+override VEC_A: bool = false;
+override VEC_B: bool = false;
+override HAS_BIAS: bool = false;
+override ACCUM: bool = false;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> A: array<TA>;
+@group(0) @binding(2) var<storage, read> A4: array<vec4<TA>>;
+@group(0) @binding(3) var<storage, read> B: array<TB>;
+@group(0) @binding(4) var<storage, read> B4: array<vec4<TB>>;
+@group(0) @binding(5) var<storage, read> bias: array<TBIAS>;
+@group(0) @binding(6) var<storage, read_write> C: array<TC>;
+
+// ---- operand access ---------------------------------------------------------------------------------
+
+// four consecutive stored elements of A starting at element index q
+fn a_quad(q: u32) -> vec4<f32> {
+  if (VEC_A) {
+    return vec4<f32>(A4[q / 4u]);
+  }
+  return vec4<f32>(f32(A[q]), f32(A[q + 1u]), f32(A[q + 2u]), f32(A[q + 3u]));
+}
+
+fn b_quad(q: u32) -> vec4<f32> {
+  if (VEC_B) {
+    return vec4<f32>(B4[q / 4u]);
+  }
+  return vec4<f32>(f32(B[q]), f32(B[q + 1u]), f32(B[q + 2u]), f32(B[q + 3u]));
+}
+
+// column i = op(A)[m+i][k..k+3]; abase = a_off + batch·a_bs
+fn a_blk(abase: u32, m: u32, k: u32) -> mat4x4<f32> {
+  let ld = p.lda;
+  if (TRANS_A) {
+    let q = abase + k * ld + m; // stored rows k..k+3, quads along m
+    return transpose(mat4x4<f32>(a_quad(q), a_quad(q + ld), a_quad(q + 2u * ld), a_quad(q + 3u * ld)));
+  }
+  let q = abase + m * ld + k; // stored rows m..m+3, quads along k
+  return mat4x4<f32>(a_quad(q), a_quad(q + ld), a_quad(q + 2u * ld), a_quad(q + 3u * ld));
+}
+
+// column l = op(B)[k+l][n..n+3]
+fn b_blk(bbase: u32, k: u32, n: u32) -> mat4x4<f32> {
+  let ld = p.ldb;
+  if (TRANS_B) {
+    let q = bbase + n * ld + k; // stored rows n..n+3, quads along k
+    return transpose(mat4x4<f32>(b_quad(q), b_quad(q + ld), b_quad(q + 2u * ld), b_quad(q + 3u * ld)));
+  }
+  let q = bbase + k * ld + n; // stored rows k..k+3, quads along n
+  return mat4x4<f32>(b_quad(q), b_quad(q + ld), b_quad(q + 2u * ld), b_quad(q + 3u * ld));
+}
+
+// the same blocks with every element at k+l ≥ p.k replaced by 0 (select, so garbage NaN/inf cannot leak)
+fn a_blk_masked(abase: u32, m: u32, k: u32) -> mat4x4<f32> {
+  let a = a_blk(abase, m, k);
+  let kv = vec4<u32>(k, k + 1u, k + 2u, k + 3u) < vec4<u32>(p.k);
+  let z = vec4<f32>(0.0);
+  return mat4x4<f32>(select(z, a[0], kv), select(z, a[1], kv), select(z, a[2], kv), select(z, a[3], kv));
+}
+
+fn b_blk_masked(bbase: u32, k: u32, n: u32) -> mat4x4<f32> {
+  let b = b_blk(bbase, k, n);
+  let z = vec4<f32>(0.0);
+  return mat4x4<f32>(
+    select(z, b[0], k < p.k),
+    select(z, b[1], k + 1u < p.k),
+    select(z, b[2], k + 2u < p.k),
+    select(z, b[3], k + 3u < p.k),
+  );
+}
+
+// ---- epilogue -------------------------------------------------------------------------------------------
+
+fn finish(cbase: u32, m: u32, n: u32, v: f32) {
+  if (m >= p.m || n >= p.n) {
+    return;
+  }
+  let at = cbase + m * p.ldc + n;
+  var c = p.alpha * v;
+  if (HAS_BIAS) {
+    c += f32(bias[p.bias_off + n]);
+  }
+  if (ACCUM) {
+    c += f32(C[at]);
+  }
+  C[at] = TC(c);
+}
+
+// acc column i holds C[m+i][n..n+3]
+fn store_blk(cbase: u32, m: u32, n: u32, acc: mat4x4<f32>) {
+  for (var i = 0u; i < 4u; i++) {
+    let row = acc[i];
+    finish(cbase, m + i, n, row.x);
+    finish(cbase, m + i, n + 1u, row.y);
+    finish(cbase, m + i, n + 2u, row.z);
+    finish(cbase, m + i, n + 3u, row.w);
+  }
+}
+
+// ---- register-blocked kernel (no workgroup memory) -------------------------------------------------
+
+@compute @workgroup_size(8, 8)
+fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let abase = p.a_off + wid.z * p.a_bs;
+  let bbase = p.b_off + wid.z * p.b_bs;
+  let m = wid.y * 128u + lid.y * 16u;
+  let n = wid.x * 128u + lid.x * 16u;
+  var c00 = mat4x4<f32>();
+  var c01 = mat4x4<f32>();
+  var c02 = mat4x4<f32>();
+  var c03 = mat4x4<f32>();
+  var c10 = mat4x4<f32>();
+  var c11 = mat4x4<f32>();
+  var c12 = mat4x4<f32>();
+  var c13 = mat4x4<f32>();
+  var c20 = mat4x4<f32>();
+  var c21 = mat4x4<f32>();
+  var c22 = mat4x4<f32>();
+  var c23 = mat4x4<f32>();
+  var c30 = mat4x4<f32>();
+  var c31 = mat4x4<f32>();
+  var c32 = mat4x4<f32>();
+  var c33 = mat4x4<f32>();
+  let kfull = p.k & ~3u;
+  for (var k = 0u; k < p.k; k += 4u) {
+    var a0: mat4x4<f32>;
+    var a1: mat4x4<f32>;
+    var a2: mat4x4<f32>;
+    var a3: mat4x4<f32>;
+    var b0: mat4x4<f32>;
+    var b1: mat4x4<f32>;
+    var b2: mat4x4<f32>;
+    var b3: mat4x4<f32>;
+    if (k < kfull) {
+      a0 = a_blk(abase, m, k);
+      a1 = a_blk(abase, m + 4u, k);
+      a2 = a_blk(abase, m + 8u, k);
+      a3 = a_blk(abase, m + 12u, k);
+      b0 = b_blk(bbase, k, n);
+      b1 = b_blk(bbase, k, n + 4u);
+      b2 = b_blk(bbase, k, n + 8u);
+      b3 = b_blk(bbase, k, n + 12u);
+    } else {
+      a0 = a_blk_masked(abase, m, k);
+      a1 = a_blk_masked(abase, m + 4u, k);
+      a2 = a_blk_masked(abase, m + 8u, k);
+      a3 = a_blk_masked(abase, m + 12u, k);
+      b0 = b_blk_masked(bbase, k, n);
+      b1 = b_blk_masked(bbase, k, n + 4u);
+      b2 = b_blk_masked(bbase, k, n + 8u);
+      b3 = b_blk_masked(bbase, k, n + 12u);
+    }
+    c00 += b0 * a0;
+    c01 += b1 * a0;
+    c02 += b2 * a0;
+    c03 += b3 * a0;
+    c10 += b0 * a1;
+    c11 += b1 * a1;
+    c12 += b2 * a1;
+    c13 += b3 * a1;
+    c20 += b0 * a2;
+    c21 += b1 * a2;
+    c22 += b2 * a2;
+    c23 += b3 * a2;
+    c30 += b0 * a3;
+    c31 += b1 * a3;
+    c32 += b2 * a3;
+    c33 += b3 * a3;
+  }
+  let cbase = p.c_off + wid.z * p.c_bs;
+  store_blk(cbase, m, n, c00);
+  store_blk(cbase, m, n + 4u, c01);
+  store_blk(cbase, m, n + 8u, c02);
+  store_blk(cbase, m, n + 12u, c03);
+  store_blk(cbase, m + 4u, n, c10);
+  store_blk(cbase, m + 4u, n + 4u, c11);
+  store_blk(cbase, m + 4u, n + 8u, c12);
+  store_blk(cbase, m + 4u, n + 12u, c13);
+  store_blk(cbase, m + 8u, n, c20);
+  store_blk(cbase, m + 8u, n + 4u, c21);
+  store_blk(cbase, m + 8u, n + 8u, c22);
+  store_blk(cbase, m + 8u, n + 12u, c23);
+  store_blk(cbase, m + 12u, n, c30);
+  store_blk(cbase, m + 12u, n + 4u, c31);
+  store_blk(cbase, m + 12u, n + 8u, c32);
+  store_blk(cbase, m + 12u, n + 12u, c33);
+}
+
+// ---- workgroup-memory tiled kernel ----------------------------------------------------------------------
+
+// K-tile of 16: As[r * 4 + q] = A[m0+r][k0+4q .. k0+4q+3] (128 rows), Bs[kk * 32 + j] = B[k0+kk][n0+4j ..]
+// (16 rows of 128 columns). 2 × 8 KiB of workgroup memory.
+var<workgroup> As: array<vec4<f32>, 512>;
+var<workgroup> Bs: array<vec4<f32>, 512>;
+
+fn tile_a(r: u32, q: u32) -> mat4x4<f32> {
+  // column t = As row r+t at k-quad q
+  return mat4x4<f32>(As[r * 4u + q], As[(r + 1u) * 4u + q], As[(r + 2u) * 4u + q], As[(r + 3u) * 4u + q]);
+}
+
+fn tile_b(q: u32, j: u32) -> mat4x4<f32> {
+  // column l = Bs row 4q+l at column quad j
+  let r = q * 128u + j;
+  return mat4x4<f32>(Bs[r], Bs[r + 32u], Bs[r + 64u], Bs[r + 96u]);
+}
+
+@compute @workgroup_size(8, 8)
+fn mm_tiled(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(local_invocation_id) lid: vec3<u32>,
+  @builtin(local_invocation_index) li: u32,
+) {
+  let abase = p.a_off + wid.z * p.a_bs;
+  let bbase = p.b_off + wid.z * p.b_bs;
+  let m0 = wid.y * 128u;
+  let n0 = wid.x * 128u;
+  let tr = lid.y * 16u; // this thread's rows (tile-local)
+  let tq = lid.x * 4u; // this thread's first column quad (tile-local)
+  var c00 = mat4x4<f32>();
+  var c01 = mat4x4<f32>();
+  var c02 = mat4x4<f32>();
+  var c03 = mat4x4<f32>();
+  var c10 = mat4x4<f32>();
+  var c11 = mat4x4<f32>();
+  var c12 = mat4x4<f32>();
+  var c13 = mat4x4<f32>();
+  var c20 = mat4x4<f32>();
+  var c21 = mat4x4<f32>();
+  var c22 = mat4x4<f32>();
+  var c23 = mat4x4<f32>();
+  var c30 = mat4x4<f32>();
+  var c31 = mat4x4<f32>();
+  var c32 = mat4x4<f32>();
+  var c33 = mat4x4<f32>();
+  for (var k0 = 0u; k0 < p.k; k0 += 16u) {
+    // stage: 128 A blocks (32 row blocks × 4 k-quads) and 128 B blocks (4 k-quads × 32 column quads),
+    // two of each per thread
+    for (var e = li; e < 128u; e += 64u) {
+      let rb = e / 4u;
+      let q = e % 4u;
+      let a = a_blk_masked(abase, m0 + rb * 4u, k0 + q * 4u);
+      As[(rb * 4u) * 4u + q] = a[0];
+      As[(rb * 4u + 1u) * 4u + q] = a[1];
+      As[(rb * 4u + 2u) * 4u + q] = a[2];
+      As[(rb * 4u + 3u) * 4u + q] = a[3];
+      let bq = e / 32u;
+      let j = e % 32u;
+      let b = b_blk_masked(bbase, k0 + bq * 4u, n0 + j * 4u);
+      Bs[(bq * 4u) * 32u + j] = b[0];
+      Bs[(bq * 4u + 1u) * 32u + j] = b[1];
+      Bs[(bq * 4u + 2u) * 32u + j] = b[2];
+      Bs[(bq * 4u + 3u) * 32u + j] = b[3];
+    }
+    workgroupBarrier();
+    for (var q = 0u; q < 4u; q++) {
+      let a0 = tile_a(tr, q);
+      let a1 = tile_a(tr + 4u, q);
+      let a2 = tile_a(tr + 8u, q);
+      let a3 = tile_a(tr + 12u, q);
+      let b0 = tile_b(q, tq);
+      let b1 = tile_b(q, tq + 1u);
+      let b2 = tile_b(q, tq + 2u);
+      let b3 = tile_b(q, tq + 3u);
+      c00 += b0 * a0;
+      c01 += b1 * a0;
+      c02 += b2 * a0;
+      c03 += b3 * a0;
+      c10 += b0 * a1;
+      c11 += b1 * a1;
+      c12 += b2 * a1;
+      c13 += b3 * a1;
+      c20 += b0 * a2;
+      c21 += b1 * a2;
+      c22 += b2 * a2;
+      c23 += b3 * a2;
+      c30 += b0 * a3;
+      c31 += b1 * a3;
+      c32 += b2 * a3;
+      c33 += b3 * a3;
+    }
+    workgroupBarrier();
+  }
+  let cbase = p.c_off + wid.z * p.c_bs;
+  let m = m0 + tr;
+  let n = n0 + tq * 4u;
+  store_blk(cbase, m, n, c00);
+  store_blk(cbase, m, n + 4u, c01);
+  store_blk(cbase, m, n + 8u, c02);
+  store_blk(cbase, m, n + 12u, c03);
+  store_blk(cbase, m + 4u, n, c10);
+  store_blk(cbase, m + 4u, n + 4u, c11);
+  store_blk(cbase, m + 4u, n + 8u, c12);
+  store_blk(cbase, m + 4u, n + 12u, c13);
+  store_blk(cbase, m + 8u, n, c20);
+  store_blk(cbase, m + 8u, n + 4u, c21);
+  store_blk(cbase, m + 8u, n + 8u, c22);
+  store_blk(cbase, m + 8u, n + 12u, c23);
+  store_blk(cbase, m + 12u, n, c30);
+  store_blk(cbase, m + 12u, n + 4u, c31);
+  store_blk(cbase, m + 12u, n + 8u, c32);
+  store_blk(cbase, m + 12u, n + 12u, c33);
+}
+
+// ---- naive baseline ----------------------------------------------------------------------------------
+
+@compute @workgroup_size(16, 16)
+fn mm_naive(@builtin(global_invocation_id) g: vec3<u32>) {
+  let n = g.x;
+  let m = g.y;
+  if (m >= p.m || n >= p.n) {
+    return;
+  }
+  let abase = p.a_off + g.z * p.a_bs;
+  let bbase = p.b_off + g.z * p.b_bs;
+  var acc = 0.0;
+  for (var k = 0u; k < p.k; k++) {
+    var a: f32;
+    var b: f32;
+    if (TRANS_A) {
+      a = f32(A[abase + k * p.lda + m]);
+    } else {
+      a = f32(A[abase + m * p.lda + k]);
+    }
+    if (TRANS_B) {
+      b = f32(B[bbase + n * p.ldb + k]);
+    } else {
+      b = f32(B[bbase + k * p.ldb + n]);
+    }
+    acc += a * b;
+  }
+  finish(p.c_off + g.z * p.c_bs, m, n, acc);
+}

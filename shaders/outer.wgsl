@@ -1,0 +1,31 @@
+// Rank-one update in place: W[r, c] += alpha · a[r] · b[c], f32 math, one rounding when storing W.
+// Aliases set by the host: TW (storage of W: f16 or f32). a and b are f32.
+// The host maps ROME's (u, v) onto (a, b) by W's layout (lib/ops/outer.ts) and walks W's row chunks:
+// one dispatch covers `rows` whole rows of one chunk, starting at global row `row0` (index into a)
+// and at element `w_off` of that chunk. Grid: x over columns (256 per workgroup), y over rows.
+
+struct Params {
+  cols: u32,
+  rows: u32,
+  row0: u32,
+  w_off: u32,
+  alpha: f32,
+  _p0: u32,
+  _p1: u32,
+  _p2: u32,
+}
+
+@group(0) @binding(0) var<uniform> pr: Params;
+@group(0) @binding(1) var<storage, read_write> w: array<TW>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+
+@compute @workgroup_size(256)
+fn rank_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.x * 256u + lid.x;
+  let r = wid.y;
+  if (c >= pr.cols || r >= pr.rows) { return; }
+  let s = pr.alpha * a[pr.row0 + r];
+  let i = pr.w_off + r * pr.cols + c;
+  w[i] = TW(fma(s, b[c], f32(w[i])));
+}
