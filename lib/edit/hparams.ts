@@ -45,7 +45,7 @@
  * {@linkcode flagsForUpdate}). `p-rome` with `fact_token: last` is an error (the references raise too).
  * @module
  */
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml } from "npm:yaml@2.9.1";
 import type { Precision } from "../model/precision.ts";
 
 /** The algorithm names keg reads (`alg_name`). */

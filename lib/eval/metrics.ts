@@ -28,7 +28,9 @@ import type { EvalRecord, MultiHop } from "./datasets/types.ts";
 
 function meanEqual(a: ArrayLike<number>, b: ArrayLike<number>, what: string): number {
   if (a.length !== b.length) {
-    throw new RangeError(`${what}: length ${a.length} != ${b.length} (EasyEdit compares position by position)`);
+    throw new RangeError(
+      `${what}: length ${a.length} != ${b.length} (EasyEdit compares position by position)`,
+    );
   }
   if (a.length === 0) return NaN;
   let eq = 0;
@@ -78,7 +80,10 @@ export function teacherForcedAccuracy(
   if (argmaxIds.length !== inputIds.length) {
     throw new RangeError(`argmax length ${argmaxIds.length} != input length ${inputIds.length}`);
   }
-  return tokenAccuracy(teacherForcedPredictions(argmaxIds, promptLen), teacherForcedLabels(inputIds, promptLen));
+  return tokenAccuracy(
+    teacherForcedPredictions(argmaxIds, promptLen),
+    teacherForcedLabels(inputIds, promptLen),
+  );
 }
 
 /**
@@ -133,7 +138,10 @@ const ENDING_QUOTES: readonly Rule[] = [
   [/([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) /gu, "$1 $2 "],
 ];
 const CONTRACTIONS: readonly Rule[] = [
-  ...[["can", "not"], ["d", "'ye"], ["gim", "me"], ["gon", "na"], ["got", "ta"], ["lem", "me"], ["more", "'n"]]
+  ...[["can", "not"], ["d", "'ye"], ["gim", "me"], ["gon", "na"], ["got", "ta"], ["lem", "me"], [
+    "more",
+    "'n",
+  ]]
     .map(([a, b]) => [new RegExp(`${WB_BEFORE}(${a})(${b})${WB_AFTER}`, "giu"), " $1 $2 "] as const),
   [new RegExp(`${WB_BEFORE}(wan)(na)(?=\\s)`, "giu"), " $1 $2 "],
   [new RegExp(` ('t)(is)${WB_AFTER}`, "giu"), " $1 $2 "],
@@ -156,12 +164,10 @@ export function treebankTokenize(sentence: string): string[] {
 }
 
 // Common English abbreviations that do not end a sentence (stands in for Punkt's learned list).
-const ABBREVIATIONS = new Set([
-  "mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co", "corp", "no", "mt",
-  "ft", "gen", "col", "lt", "sgt", "capt", "rev", "hon", "gov", "sen", "rep", "jan", "feb", "mar", "apr",
-  "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "al", "approx", "dept", "est", "fig", "vol",
-  "op", "cf", "ca", "pp",
-]);
+const ABBREVIATIONS = new Set(
+  ("mr mrs ms dr prof st jr sr vs etc inc ltd co corp no mt ft gen col lt sgt capt rev hon gov sen rep " +
+    "jan feb mar apr jun jul aug sep sept oct nov dec al approx dept est fig vol op cf ca pp").split(" "),
+);
 
 function endsSentence(chunk: string, next: string): boolean {
   const core = chunk.replace(/["'”’)\]]+$/u, "");
@@ -352,10 +358,10 @@ export function romeScore(es: number, ps: number, ns: number): number {
 export type AnswerMatcher = (produced: string, answer: string, aliases: readonly string[]) => boolean;
 
 /** MQuAKE's match: the (trimmed) produced answer equals the answer or one of its aliases exactly. */
-export const exactAnswerMatch: AnswerMatcher = (produced, answer, aliases) => {
+export function exactAnswerMatch(produced: string, answer: string, aliases: readonly string[]): boolean {
   const p = produced.trim();
   return p === answer.trim() || aliases.some((a) => p === a.trim());
-};
+}
 
 /** SQuAD's answer normalisation (as EasyEdit's `normalize_answer`): lower case, no punctuation, no
  * articles, single spaces. */
@@ -367,14 +373,15 @@ export function normalizeAnswer(s: string): string {
 }
 
 /** Match after {@link normalizeAnswer} on both sides (EasyEdit's `exact_match_score`). */
-export const normalizedAnswerMatch: AnswerMatcher = (produced, answer, aliases) => {
+export function normalizedAnswerMatch(produced: string, answer: string, aliases: readonly string[]): boolean {
   const p = normalizeAnswer(produced);
   return p === normalizeAnswer(answer) || aliases.some((a) => p === normalizeAnswer(a));
-};
+}
 
 /** Match when the answer or an alias occurs in the generated text (EasyEdit's `verify_answer`). */
-export const containsAnswerMatch: AnswerMatcher = (produced, answer, aliases) =>
-  produced.includes(answer) || aliases.some((a) => produced.includes(a));
+export function containsAnswerMatch(produced: string, answer: string, aliases: readonly string[]): boolean {
+  return produced.includes(answer) || aliases.some((a) => produced.includes(a));
+}
 
 /** Options of {@link multiHopCorrect} / {@link multiHopAccuracy}. */
 export interface MultiHopOptions {
@@ -385,7 +392,11 @@ export interface MultiHopOptions {
 }
 
 /** MQuAKE: a case is correct when the answer produced for ANY of its questions matches. */
-export function multiHopCorrect(mh: MultiHop, answers: readonly string[], opts: MultiHopOptions = {}): boolean {
+export function multiHopCorrect(
+  mh: MultiHop,
+  answers: readonly string[],
+  opts: MultiHopOptions = {},
+): boolean {
   const match = opts.match ?? exactAnswerMatch;
   const [answer, aliases] = opts.target === "original"
     ? [mh.answer, mh.answerAliases]
@@ -535,7 +546,9 @@ function easyEditPhase(records: readonly RecordMetrics[], phase: "pre" | "post")
     if (keys.size === 0) continue;
     const sec: Record<string, number> = {};
     for (const k of [...keys].sort()) {
-      const perRecord = phases.map((p) => p[section]?.[k]).filter((v): v is number[] => v !== undefined && v.length > 0)
+      const perRecord = phases.map((p) => p[section]?.[k]).filter((v): v is number[] =>
+        v !== undefined && v.length > 0
+      )
         .map(mean);
       if (perRecord.length) sec[`${k}_acc`] = mean(perRecord);
     }

@@ -97,16 +97,18 @@ export async function blockBackward(
     await rotaryBackward(dq, { ...ro, heads: c.numHeads, interleaved: c.rotary.interleaved });
     await rotaryBackward(dk, { ...ro, heads: c.numKvHeads, interleaved: c.rotary.interleaved });
   }
+  let dHAll: Tensor;
   if (dH) {
-    await linearT(dq, blk.q.w, { layout: blk.q.layout, out: dH, accumulate: true });
+    dHAll = dH;
+    await linearT(dq, blk.q.w, { layout: blk.q.layout, out: dHAll, accumulate: true });
   } else {
-    dH = await linearT(dq, blk.q.w, { layout: blk.q.layout, outDtype: "f32" });
+    dHAll = await linearT(dq, blk.q.w, { layout: blk.q.layout, outDtype: "f32" });
   }
-  await linearT(dk, blk.k.w, { layout: blk.k.layout, out: dH, accumulate: true });
-  await linearT(dv, blk.v.w, { layout: blk.v.layout, out: dH, accumulate: true });
+  await linearT(dk, blk.k.w, { layout: blk.k.layout, out: dHAll, accumulate: true });
+  await linearT(dv, blk.v.w, { layout: blk.v.layout, out: dHAll, accumulate: true });
   dq.dispose(), dk.dispose(), dv.dispose();
-  const dx = await normBackward(net, t.xIn, blk.ln1, dH);
-  dH.dispose();
+  const dx = await normBackward(net, t.xIn, blk.ln1, dHAll);
+  dHAll.dispose();
   await addInPlace(dx, dMid);
   dMid.dispose();
   return dx;

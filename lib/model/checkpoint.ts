@@ -133,7 +133,7 @@ export async function resolveModelDir(nameOrPath: string): Promise<string> {
     );
   }
   const looksLocal = nameOrPath.startsWith(".") || nameOrPath.startsWith("/") || nameOrPath.startsWith("~");
-  if (looksLocal || !HUB_ID.test(nameOrPath)) {
+  if (looksLocal || !HUB_ID.test(nameOrPath) || nameOrPath.includes("..")) {
     throw new CheckpointError(
       `model directory ${nameOrPath} does not exist (and it is not a hub id like org/name)`,
     );

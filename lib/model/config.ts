@@ -90,6 +90,8 @@ export interface ModelConfig {
   parallelResidual: boolean;
   /** `bos_token_id`, or null. */
   bosTokenId: number | null;
+  /** The first `eos_token_id`, or null (see {@linkcode ModelConfig.eosTokenIds} for all of them). */
+  eosTokenId: number | null;
   /** `eos_token_id` as a list (Llama 3 style configs give several); empty when unset. */
   eosTokenIds: number[];
   /** `pad_token_id`, or null. */
@@ -183,7 +185,7 @@ class Reader {
 
 type Common = Omit<
   ModelConfig,
-  "modelType" | "family" | "raw" | "bosTokenId" | "eosTokenIds" | "padTokenId" | "torchDtype"
+  "modelType" | "family" | "raw" | "bosTokenId" | "eosTokenId" | "eosTokenIds" | "padTokenId" | "torchDtype"
 >;
 
 function gpt2(r: Reader): Common {
@@ -326,12 +328,14 @@ export function parseConfig(raw: unknown, file = "config.json"): ModelConfig {
   if (dtype !== null && typeof dtype !== "string") {
     r.fail("torch_dtype", `must be a string, got ${JSON.stringify(dtype)}`);
   }
+  const eos = r.tokenIds("eos_token_id");
   const cfg: ModelConfig = {
     modelType,
     family: modelType === "mistral" ? "llama" : modelType,
     ...common,
     bosTokenId: r.tokenId("bos_token_id"),
-    eosTokenIds: r.tokenIds("eos_token_id"),
+    eosTokenId: eos[0] ?? null,
+    eosTokenIds: eos,
     padTokenId: r.tokenId("pad_token_id"),
     torchDtype: dtype as string | null,
     raw: Object.freeze({ ...(raw as Raw) }),

@@ -96,8 +96,7 @@ export interface RawTensor {
 }
 
 /** The float array type produced for a conversion target. */
-export type FloatArrayFor<T extends "f32" | "f16"> = T extends "f32" ? Float32Array<ArrayBuffer>
-  : Float16Array<ArrayBuffer>;
+export type FloatArrayFor<T extends "f32" | "f16"> = T extends "f32" ? Float32Array : Float16Array;
 
 /** A tensor converted to f32 or f16 by {@linkcode SafetensorsFile.readFloat}. */
 export interface FloatTensor<T extends "f32" | "f16" = "f32" | "f16"> {

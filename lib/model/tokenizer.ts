@@ -17,7 +17,7 @@ import {
   type PreTokenizer,
   SequencePreTokenizer,
   Tokenizer as HfTokenizer,
-} from "@huggingface/tokenizers";
+} from "npm:@huggingface/tokenizers@0.2.0";
 
 /** A tokenizer that cannot be loaded or a request it cannot serve. */
 export class TokenizerError extends Error {

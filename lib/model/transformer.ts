@@ -207,7 +207,7 @@ export class Transformer {
     const c = this.config;
     return c.normType === "rmsnorm"
       ? await rmsNorm(x, n.w, c.normEps, { outDtype: this.act })
-      : await layerNorm(x, n.w, n.b!, c.normEps, { outDtype: this.act });
+      : await layerNorm(x, n.w, n.b ?? null, c.normEps, { outDtype: this.act });
   }
 
   #lin(x: Tensor, l: Linear, outDtype: DType = this.act): Promise<Tensor> {

@@ -327,7 +327,11 @@ async function forward(
   stats: GPUBuffer | null,
 ): Promise<void> {
   const gpu = q.gpu;
-  const pipe = await gpu.pipeline({ family: "attention", entry: "attn_fwd", types: types(q, k, v, out.dtype, "f32") });
+  const pipe = await gpu.pipeline({
+    family: "attention",
+    entry: "attn_fwd",
+    types: types(q, k, v, out.dtype, "f32"),
+  });
   const st = stats ?? gpu.createStorage(16, "attention.nostats");
   const operands = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
     t: out,
@@ -482,9 +486,13 @@ export interface KvCacheOptions {
 
 /** The attention options a decoding step over a {@link KvCache} needs. */
 export interface KvCacheShape {
+  /** New tokens per batch row. */
   seqQ: number;
+  /** The cache capacity (k and v rows per batch row). */
   seqKv: number;
+  /** Stored plus new tokens per batch row. */
   kvLengths: number[];
+  /** Position of each row's first new token (the stored length). */
   queryOffset: number[];
 }
 
@@ -494,7 +502,7 @@ export interface KvCacheShape {
  *
  * One step of `n` new tokens per row (prefill: n = the padded prompt length; decoding: n = 1):
  * 1. per layer: rotate q and k with `positionOffset: cache.lengths`, `cache.append(layer, k, v, n)`, then
- *    `attention(q, cache.k[layer], cache.v[layer], { ...geometry, ...cache.shape(n) })`;
+ *    `attention(q, cache.k[layer], cache.v[layer], { ...geometry, ...cache.attentionOptions(n) })`;
  * 2. after the last layer: `cache.advance(realTokens)` (per row: n, or a padded prompt's true length; the
  *    padding rows a prefill wrote are overwritten by the following steps and masked until then).
  */
@@ -545,7 +553,9 @@ export class KvCache {
       if (t.rows !== this.batch * seq || t.rowSize !== c.rowSize || t.dtype !== c.dtype || t.gpu !== c.gpu) {
         throw new GpuError(
           op,
-          `${name} [${t.shape}] ${t.dtype} does not fit the cache: expected [${this.batch * seq}, ${c.rowSize}] ${c.dtype} on ${c.gpu.label}`,
+          `${name} [${t.shape}] ${t.dtype} does not fit the cache: expected [${
+            this.batch * seq
+          }, ${c.rowSize}] ${c.dtype} on ${c.gpu.label}`,
         );
       }
     }
@@ -570,7 +580,7 @@ export class KvCache {
   }
 
   /** Attention options for `seqQ` new tokens per row just appended at the current lengths. */
-  shape(seqQ: number): KvCacheShape {
+  attentionOptions(seqQ: number): KvCacheShape {
     return {
       seqQ,
       seqKv: this.maxLen,
@@ -597,7 +607,15 @@ function copyRows(op: string, src: Tensor, from: number, dst: Tensor, to: number
   for (const p of pieces(src, from, n)) {
     let sub = 0;
     for (const d of pieces(dst, to + done, p.rows)) {
-      alignedCopy(op, src.gpu, src.chunks[p.chunk], (p.at + sub) * rb, dst.chunks[d.chunk], d.at * rb, d.rows * rb);
+      alignedCopy(
+        op,
+        src.gpu,
+        src.chunks[p.chunk],
+        (p.at + sub) * rb,
+        dst.chunks[d.chunk],
+        d.at * rb,
+        d.rows * rb,
+      );
       sub += d.rows;
     }
     done += p.rows;

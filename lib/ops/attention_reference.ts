@@ -26,8 +26,11 @@ export interface AttentionRefOptions {
 
 /** Gradients of the attention output w.r.t. its inputs. */
 export interface AttentionGrads {
+  /** [batch·seqQ, heads·headDim]. */
   dq: Float64Array;
+  /** [batch·seqKv, kvHeads·headDim], summed over the query heads of each kv head. */
   dk: Float64Array;
+  /** [batch·seqKv, kvHeads·headDim]. */
   dv: Float64Array;
 }
 
@@ -57,7 +60,14 @@ export function attentionProbs(
   return probs(q, k, o, b, h, i).p;
 }
 
-function probs(q: ArrayLike<number>, k: ArrayLike<number>, o: AttentionRefOptions, b: number, h: number, i: number) {
+function probs(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  o: AttentionRefOptions,
+  b: number,
+  h: number,
+  i: number,
+) {
   const { seqQ, seqKv, heads, kvHeads, headDim: hd } = o;
   const scale = o.scale ?? 1 / Math.sqrt(hd);
   const g = h / (heads / kvHeads) | 0;
@@ -77,7 +87,7 @@ function probs(q: ArrayLike<number>, k: ArrayLike<number>, o: AttentionRefOption
     s[j] = s[j] === -Infinity ? 0 : Math.exp(s[j] - m);
     sum += s[j];
   }
-  if (sum > 0) for (let j = 0; j < seqKv; j++) s[j] /= sum;
+  if (sum > 0) { for (let j = 0; j < seqKv; j++) s[j] /= sum; }
   return { p: s, g, qo };
 }
 

@@ -5,6 +5,8 @@
  * most {@link MAX_ROWS_PER_DISPATCH} rows of X in registers and adds that partial sum to C.
  * @module
  */
+import type { Gpu } from "../gpu/device.ts";
+import type { DType } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { rowSegments, type Segment, words } from "./_chunks.ts";
@@ -12,7 +14,89 @@ import { rowSegments, type Segment, words } from "./_chunks.ts";
 /** Rows of X one dispatch sums before adding into C (bounds the run time of one dispatch). */
 export const MAX_ROWS_PER_DISPATCH = 2048;
 
-const TILE = 64;
+/**
+ * Which Gram kernel runs: `tiled` stages X in workgroup memory (64×64 tiles; the GPU design),
+ * `direct` has each thread own a 16×16 block of C and read X straight from storage (no barriers; much
+ * faster on CPU adapters such as lavapipe); `auto` picks `direct` on CPU/fallback adapters.
+ */
+export type GramKernel = "auto" | "tiled" | "direct";
+
+/** Whether a device is a CPU implementation (lavapipe/llvmpipe, SwiftShader, a fallback adapter). */
+export function isCpuAdapter(gpu: Gpu): boolean {
+  return gpu.report.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|cpu/i.test(gpu.report.description);
+}
+
+/**
+ * @internal One block of a Gram update (shaders/covariance.wgsl `Gram`):
+ * C[g, gc] += sign · Σ_{k<n} X[k, g − xshift] · X[k, gc − xshift] for g in [grow0, grow0 + rows),
+ * gc in [c0, c0 + cols); C row g is stored at cOff + (g − grow0)·ldc, X row k at xOff + k·ldx with
+ * `xcols` valid columns. mode 0: all; 1: skip tiles strictly below the diagonal; 2: lower part only.
+ */
+export interface GramBlock {
+  n: number;
+  ldx: number;
+  xOff: number;
+  xshift: number;
+  xcols: number;
+  grow0: number;
+  rows: number;
+  c0: number;
+  cols: number;
+  cOff: number;
+  ldc: number;
+  mode: 0 | 1 | 2;
+  sign: number;
+}
+
+/** @internal A compiled Gram kernel and its output tile size. */
+export interface GramPipeline {
+  pipeline: GPUComputePipeline;
+  tile: number;
+}
+
+/** @internal Compiles (cached) the Gram kernel for X stored as `xdtype`. */
+export async function gramPipeline(gpu: Gpu, xdtype: DType, kernel: GramKernel = "auto"): Promise<GramPipeline> {
+  const direct = kernel === "direct" || (kernel === "auto" && isCpuAdapter(gpu));
+  const pipeline = await gpu.pipeline({
+    family: "covariance",
+    entry: direct ? "gram_direct" : "gram_tiled",
+    types: { TX: xdtype },
+  });
+  return { pipeline, tile: direct ? 128 : 64 };
+}
+
+/** @internal Records one Gram block update (see {@link GramBlock}). */
+export function dispatchGram(
+  gpu: Gpu,
+  op: string,
+  g: GramPipeline,
+  x: GPUBuffer,
+  c: GPUBuffer,
+  b: GramBlock,
+): void {
+  if (b.rows === 0 || b.cols === 0) return;
+  gpu.dispatch(
+    op,
+    g.pipeline,
+    [x, c],
+    [Math.ceil(b.cols / g.tile), Math.ceil(b.rows / g.tile)],
+    words(
+      b.n,
+      b.ldx,
+      b.xOff,
+      b.xshift,
+      b.grow0,
+      b.rows,
+      b.c0,
+      b.cols,
+      b.ldc,
+      b.cOff,
+      b.mode,
+      b.xcols,
+      { f: b.sign },
+    ),
+  );
+}
 
 /** Options of {@link covarianceAccumulate}. */
 export interface CovarianceOptions {
@@ -22,6 +106,8 @@ export interface CovarianceOptions {
    * it always is when built by this function). Default: on when X has ≥ 64 rows and d > 64.
    */
   symmetric?: boolean;
+  /** Kernel choice (default `auto`), see {@link GramKernel}. */
+  kernel?: GramKernel;
 }
 
 /**
@@ -46,21 +132,29 @@ export async function covarianceAccumulate(
   const n = x.shape[0];
   if (n === 0 || d === 0) return;
   const gpu = c.gpu;
-  const symmetric = opts.symmetric ?? (n >= 64 && d > TILE);
-  const pipe = await gpu.pipeline({ family: "covariance", entry: "accumulate", types: { TX: x.dtype } });
+  const symmetric = opts.symmetric ?? (n >= 64 && d > 64);
+  const g = await gramPipeline(gpu, x.dtype, opts.kernel);
   const cSegs = rowSegments([c]);
   for (const xs of rowSegments([x])) {
     for (let r = 0; r < xs.rows; r += MAX_ROWS_PER_DISPATCH) {
       const rows = Math.min(MAX_ROWS_PER_DISPATCH, xs.rows - r);
       const xOff = xs.at[0].offset + r * d;
       for (const cs of cSegs) {
-        gpu.dispatch(
-          op,
-          pipe,
-          [x.chunks[xs.at[0].chunk], c.chunks[cs.at[0].chunk]],
-          [Math.ceil(d / TILE), Math.ceil(cs.rows / TILE)],
-          words(rows, d, xOff, cs.at[0].offset, cs.row, cs.rows, symmetric ? 1 : 0),
-        );
+        dispatchGram(gpu, op, g, x.chunks[xs.at[0].chunk], c.chunks[cs.at[0].chunk], {
+          n: rows,
+          ldx: d,
+          xOff,
+          xshift: 0,
+          xcols: d,
+          grow0: cs.row,
+          rows: cs.rows,
+          c0: 0,
+          cols: d,
+          cOff: cs.at[0].offset,
+          ldc: d,
+          mode: symmetric ? 1 : 0,
+          sign: 1,
+        });
       }
     }
   }

@@ -19,6 +19,12 @@ export interface KlOptions {
   into?: Tensor;
 }
 
+/** Options of {@link tokenNll}. */
+export interface TokenNllOptions {
+  /** Per-row weights w_r of the loss `Σ_r w_r·nll_r` (default all 1). */
+  weights?: Float32Array;
+}
+
 function checkLogits(op: string, logits: Tensor): [number, number] {
   if (logits.shape.length !== 2) throw new GpuError(op, `logits must be [T, V], got [${logits.shape}]`);
   return [logits.shape[0], logits.shape[1]];
@@ -101,15 +107,16 @@ export async function logSoftmax(logits: Tensor, rows?: Uint32Array): Promise<Te
 /**
  * Per-row negative log-likelihood `nll_r = −log softmax(logits_r)[targets_r]` (targets −1 = ignored:
  * nll 0 and a zero gradient row) and `dLogits = d(Σ_r w_r·nll_r)/dlogits = w_r·(softmax_r − onehot)`,
- * a new `[T, V]` f32 tensor. `weights` (default all 1) lets the caller express means, e.g.
- * `1/(rows·len(target))`. The nll values are read back to the host.
+ * a new `[T, V]` f32 tensor. The weights (default all 1; passed directly or as `{ weights }`) let the
+ * caller express means, e.g. `1/(rows·len(target))`. The nll values (unweighted) are read back to the host.
  */
 export async function tokenNll(
   logits: Tensor,
   targets: Int32Array,
-  weights?: Float32Array,
+  weightsOrOpts?: Float32Array | TokenNllOptions,
 ): Promise<{ nll: Float32Array; dLogits: Tensor }> {
   const op = "tokenNll";
+  const weights = weightsOrOpts instanceof Float32Array ? weightsOrOpts : weightsOrOpts?.weights;
   const [T, V] = checkLogits(op, logits);
   if (targets.length !== T) throw new GpuError(op, `targets has ${targets.length} entries for ${T} rows`);
   if (weights && weights.length !== T) {

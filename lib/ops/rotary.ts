@@ -8,9 +8,10 @@
  * specified to an absolute error of 2⁻¹¹ on [−π, π] and not at all outside it, which is useless at
  * position 4096. So cos/sin of each f32 angle are evaluated on the host in f64 and rounded once to f32
  * (≤ ½ ulp, at least as accurate as torch's f32 `cos`), into a table [positions, rotaryDim/2] cached per
- * device, theta and rotaryDim, grown by doubling when a larger position is needed. The f32 angle itself
- * carries HF's rounding (|Δangle| ≤ pos·inv_freq·2⁻²³ against exact math), on purpose: it is what the
- * reference implementations compute.
+ * device, theta and rotaryDim, grown by doubling when a larger position is needed (the table stays
+ * allocated for the device's lifetime: positions · rotaryDim · 4 bytes). The f32 angle itself carries HF's
+ * rounding (|Δangle| ≤ pos·2⁻²⁴·(3 + 1/e) against exact math, ≈ 1e-3 at position 4096), on purpose: it is
+ * what the reference implementations compute.
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
@@ -109,7 +110,10 @@ export async function applyRotary(x: Tensor, opts: RotaryOptions): Promise<void>
   const { batch, seq, heads, headDim, rotaryDim, theta } = opts;
   const op = "rotary";
   if (!isCount(batch, 1) || !isCount(seq, 1) || !isCount(heads, 1) || !isCount(headDim, 1)) {
-    throw new GpuError(op, `batch, seq, heads and headDim must be positive integers (${batch}, ${seq}, ${heads}, ${headDim})`);
+    throw new GpuError(
+      op,
+      `batch, seq, heads and headDim must be positive integers (${batch}, ${seq}, ${heads}, ${headDim})`,
+    );
   }
   if (!isCount(rotaryDim, 2) || rotaryDim % 2 !== 0 || rotaryDim > headDim) {
     throw new GpuError(op, `rotaryDim ${rotaryDim} must be even, ≥ 2 and ≤ headDim ${headDim}`);

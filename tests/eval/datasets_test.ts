@@ -17,8 +17,13 @@ function checkInvariants(recs: EvalRecord[], format: DatasetFormat): void {
   for (const r of recs) {
     assert.equal(r.format, format);
     assert.equal(r.request.prompt.split("{}").length, 2, `case ${r.caseId}: one "{}" in ${r.request.prompt}`);
-    assert.ok(r.request.subject.trim() && r.request.targetNew.trim(), `case ${r.caseId}: empty subject/target`);
-    for (const l of [...r.localityPrompts, ...r.portability]) assert.ok(l.prompt.trim() && l.groundTruth.trim() && l.key);
+    assert.ok(
+      r.request.subject.trim() && r.request.targetNew.trim(),
+      `case ${r.caseId}: empty subject/target`,
+    );
+    for (const l of [...r.localityPrompts, ...r.portability]) {
+      assert.ok(l.prompt.trim() && l.groundTruth.trim() && l.key);
+    }
   }
 }
 
@@ -33,7 +38,12 @@ async function loadShared(rel: string, format?: DatasetFormat): Promise<[EvalRec
 }
 
 Deno.test("EasyEdit flat CounterFact: the three shared splits load with the README's counts", async () => {
-  for (const [file, n] of [["counterfact-edit.json", 7500], ["counterfact-train.json", 7500], ["counterfact-val.json", 1439]] as const) {
+  for (
+    const [file, n] of [["counterfact-edit.json", 7500], ["counterfact-train.json", 7500], [
+      "counterfact-val.json",
+      1439,
+    ]] as const
+  ) {
     const got = await loadShared(`counterfact-easyedit/${file}`, "counterfact-easyedit");
     if (!got) return;
     const [recs, raw] = got;
@@ -51,9 +61,18 @@ Deno.test("EasyEdit flat CounterFact: the three shared splits load with the READ
   assert.deepEqual(recs.at(-1), {
     caseId: 21910,
     format: "counterfact-easyedit",
-    request: { prompt: "{} performs on the", subject: "Gamal Abdel-Rahim", targetNew: "guitar", groundTruth: "piano" },
+    request: {
+      prompt: "{} performs on the",
+      subject: "Gamal Abdel-Rahim",
+      targetNew: "guitar",
+      groundTruth: "piano",
+    },
     rephrasePrompts: ["Gamal Abdel-Rahim is known for"],
-    localityPrompts: [{ prompt: "Götz Alsmann, performing on the", groundTruth: "piano", key: "neighborhood" }],
+    localityPrompts: [{
+      prompt: "Götz Alsmann, performing on the",
+      groundTruth: "piano",
+      key: "neighborhood",
+    }],
     neighborhoodPrompts: ["Götz Alsmann, performing on the"],
     attributePrompts: [],
     generationPrompts: [],
@@ -69,15 +88,29 @@ Deno.test("ROME CounterFact: 375 records, prompts and targets mapped", async () 
   checkInvariants(recs, "counterfact-rome");
   const r = recs[0];
   assert.equal(r.caseId, 20952);
-  assert.deepEqual(r.request, { prompt: "{} is located in", subject: "Angola", targetNew: "Antarctica", groundTruth: "Africa" });
+  assert.deepEqual(r.request, {
+    prompt: "{} is located in",
+    subject: "Angola",
+    targetNew: "Antarctica",
+    groundTruth: "Africa",
+  });
   assert.equal(r.rephrasePrompts.length, 2);
   assert.equal(r.neighborhoodPrompts.length, 10);
   assert.equal(r.attributePrompts[0], "Australian Antarctic Territory is located in");
   assert.equal(r.generationPrompts.length, 10);
-  assert.deepEqual(r.localityPrompts[0], { prompt: "South Africa is a part of the continent of", groundTruth: "Africa", key: "neighborhood" });
+  assert.deepEqual(r.localityPrompts[0], {
+    prompt: "South Africa is a part of the continent of",
+    groundTruth: "Africa",
+    key: "neighborhood",
+  });
   const last = recs.at(-1)!;
   assert.equal(last.caseId, 13382);
-  assert.deepEqual(last.request, { prompt: "{} is produced by", subject: "Cadillac V-12", targetNew: "Apple", groundTruth: "Cadillac" });
+  assert.deepEqual(last.request, {
+    prompt: "{} is produced by",
+    subject: "Cadillac V-12",
+    targetNew: "Apple",
+    groundTruth: "Cadillac",
+  });
 });
 
 Deno.test("ZsRE (MEND): 750 records load as 749 (EasyEdit skips the empty alt at index 394)", async () => {
@@ -119,7 +152,12 @@ Deno.test("MQuAKE: 322 cases, four rewrites each, multi-hop fields", async () =>
   }
   const r = recs[0];
   assert.equal(r.caseId, 7417);
-  assert.deepEqual(r.request, { prompt: "{} was performed by", subject: "Hey Jude", targetNew: "Madonna", groundTruth: "The Beatles" });
+  assert.deepEqual(r.request, {
+    prompt: "{} was performed by",
+    subject: "Hey Jude",
+    targetNew: "Madonna",
+    groundTruth: "The Beatles",
+  });
   assert.deepEqual(r.rephrasePrompts, ["Who performed Hey Jude?"]);
   assert.equal(r.multiHop!.newAnswer, "Arabic");
   assert.deepEqual(r.multiHop!.newAnswerAliases, ["ar", "Arabian language", "Arabic language"]);
@@ -128,12 +166,26 @@ Deno.test("MQuAKE: 322 cases, four rewrites each, multi-hop fields", async () =>
     question: "Who is the director of Madonna?",
     cloze: "The director of Madonna is",
     answer: "Narendra Modi",
-    answerAliases: ["Modi", "Modi Ji", "Modiji", "NaMo", "Narendra Bhai", "Narendra Damodardas Modi", "Narendrabhai", "Narendrabhai Damodardas Modi"],
+    answerAliases: [
+      "Modi",
+      "Modi Ji",
+      "Modiji",
+      "NaMo",
+      "Narendra Bhai",
+      "Narendra Damodardas Modi",
+      "Narendrabhai",
+      "Narendrabhai Damodardas Modi",
+    ],
   });
   assert.deepEqual(r.portability[0].groundTruth, "Arabic");
   const last = recs.at(-1)!;
   assert.equal(last.caseId, 9213);
-  assert.deepEqual(last.multiHop!.requests[3], { prompt: "The capital of {} is", subject: "Italy", targetNew: "Duluth", groundTruth: "Rome" });
+  assert.deepEqual(last.multiHop!.requests[3], {
+    prompt: "The capital of {} is",
+    subject: "Italy",
+    targetNew: "Duluth",
+    groundTruth: "Rome",
+  });
 });
 
 Deno.test("limit takes the first N records; known_1000 is refused by name", async () => {
@@ -144,7 +196,10 @@ Deno.test("limit takes the first N records; known_1000 is refused by name", asyn
   assert.equal((await loadDataset(p, { limit: 0 })).length, 0);
   const k = sharedPath(DS + "known_1000/known_1000.json");
   if (!k) return;
-  await assert.rejects(loadDataset(k), (e: unknown) => e instanceof DatasetError && /known_1000/.test(e.message));
+  await assert.rejects(
+    loadDataset(k),
+    (e: unknown) => e instanceof DatasetError && /known_1000/.test(e.message),
+  );
   // a forced wrong format fails on the first record, naming the field it looked for
   await assert.rejects(
     loadDataset(p, { format: "zsre" }),
@@ -215,7 +270,13 @@ const knowedit = (o: Record<string, unknown> = {}) => ({
   ...o,
 });
 
-function expectError(data: unknown[], format: DatasetFormat, index: number, field: string | null, reason?: RegExp) {
+function expectError(
+  data: unknown[],
+  format: DatasetFormat,
+  index: number,
+  field: string | null,
+  reason?: RegExp,
+) {
   assert.throws(
     () => parseDataset(data, "bad.json", { format }),
     (e: unknown) => {
@@ -232,21 +293,69 @@ function expectError(data: unknown[], format: DatasetFormat, index: number, fiel
 
 Deno.test("malformed EasyEdit CounterFact records name file, index and field", () => {
   // the first bad record wins: index 1 is bad, index 2 is bad too
-  expectError([flat(), flat({ target_new: "" }), flat({ prompt: 3 })], "counterfact-easyedit", 1, "target_new", /empty/);
+  expectError(
+    [flat(), flat({ target_new: "" }), flat({ prompt: 3 })],
+    "counterfact-easyedit",
+    1,
+    "target_new",
+    /empty/,
+  );
   const { rephrase_prompt: _, ...noRephrase } = flat();
   expectError([flat(), noRephrase], "counterfact-easyedit", 1, "rephrase_prompt", /missing/);
-  expectError([flat({ ground_truth: ["French"] })], "counterfact-easyedit", 0, "ground_truth", /expected a string, got an array/);
-  expectError([flat(), flat(), flat({ subject: "Catherine Deneuve" })], "counterfact-easyedit", 2, "subject", /does not occur/);
+  expectError(
+    [flat({ ground_truth: ["French"] })],
+    "counterfact-easyedit",
+    0,
+    "ground_truth",
+    /expected a string, got an array/,
+  );
+  expectError(
+    [flat(), flat(), flat({ subject: "Catherine Deneuve" })],
+    "counterfact-easyedit",
+    2,
+    "subject",
+    /does not occur/,
+  );
   expectError([flat(), 42], "counterfact-easyedit", 1, null, /expected an object/);
   expectError([flat({ case_id: "x" })], "counterfact-easyedit", 0, "case_id");
-  expectError([flat({ prompt: "{} and {} speak", subject: "x" })], "counterfact-easyedit", 0, "prompt", /2 "\{\}"/);
+  expectError(
+    [flat({ prompt: "{} and {} speak", subject: "x" })],
+    "counterfact-easyedit",
+    0,
+    "prompt",
+    /2 "\{\}"/,
+  );
 });
 
 Deno.test("malformed ROME CounterFact records name nested fields", () => {
-  expectError([rome(), rome({ target_new: { str: " " } })], "counterfact-rome", 1, "requested_rewrite.target_new.str", /empty/);
-  expectError([rome({ prompt: "Angola is located in" })], "counterfact-rome", 0, "requested_rewrite.prompt", /exactly one/);
-  expectError([rome({ target_true: "Africa" })], "counterfact-rome", 0, "requested_rewrite.target_true", /object/);
-  expectError([rome({}, { paraphrase_prompts: ["ok", 5] })], "counterfact-rome", 0, "paraphrase_prompts[1]", /string/);
+  expectError(
+    [rome(), rome({ target_new: { str: " " } })],
+    "counterfact-rome",
+    1,
+    "requested_rewrite.target_new.str",
+    /empty/,
+  );
+  expectError(
+    [rome({ prompt: "Angola is located in" })],
+    "counterfact-rome",
+    0,
+    "requested_rewrite.prompt",
+    /exactly one/,
+  );
+  expectError(
+    [rome({ target_true: "Africa" })],
+    "counterfact-rome",
+    0,
+    "requested_rewrite.target_true",
+    /object/,
+  );
+  expectError(
+    [rome({}, { paraphrase_prompts: ["ok", 5] })],
+    "counterfact-rome",
+    0,
+    "paraphrase_prompts[1]",
+    /string/,
+  );
   expectError([rome({}, { neighborhood_prompts: undefined })], "counterfact-rome", 0, "neighborhood_prompts");
   const { requested_rewrite: _, ...noRw } = rome();
   expectError([rome(), noRw], "counterfact-rome", 1, "requested_rewrite", /missing/);
@@ -263,11 +372,19 @@ Deno.test("malformed ZsRE and MQuAKE records", () => {
   (bad.requested_rewrite[1] as Record<string, unknown>).target_new = { str: "" };
   expectError([bad], "mquake", 0, "requested_rewrite[1].target_new.str", /empty/);
   expectError([mquake({ new_answer_alias: "Arabic language" })], "mquake", 0, "new_answer_alias", /array/);
-  expectError([mquake({ single_hops: [{ question: "q", cloze: "c", answer: "a" }] })], "mquake", 0, "single_hops[0].answer_alias");
+  expectError(
+    [mquake({ single_hops: [{ question: "q", cloze: "c", answer: "a" }] })],
+    "mquake",
+    0,
+    "single_hops[0].answer_alias",
+  );
 });
 
 Deno.test("file-level errors: not an array, empty, unknown keys, unreadable, invalid JSON", async () => {
-  assert.throws(() => parseDataset({ a: 1 }, "x.json"), (e: unknown) => e instanceof DatasetError && e.index === null);
+  assert.throws(
+    () => parseDataset({ a: 1 }, "x.json"),
+    (e: unknown) => e instanceof DatasetError && e.index === null,
+  );
   assert.throws(() => parseDataset([], "x.json"), /no records/);
   assert.throws(() => parseDataset([{ foo: 1 }], "x.json"), /unknown dataset format \(keys: foo\)/);
   const dir = await Deno.makeTempDir();
@@ -281,7 +398,10 @@ Deno.test("file-level errors: not an array, empty, unknown keys, unreadable, inv
     });
     await Deno.writeTextFile(`${dir}/trunc.json`, "[{");
     await assert.rejects(loadDataset(`${dir}/trunc.json`), /invalid JSON/);
-    await assert.rejects(loadDataset(`${dir}/missing.json`), (e: unknown) => e instanceof DatasetError && /cannot read/.test(e.message));
+    await assert.rejects(
+      loadDataset(`${dir}/missing.json`),
+      (e: unknown) => e instanceof DatasetError && /cannot read/.test(e.message),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -303,11 +423,17 @@ const KNOWEDIT_FIXTURE = [
   // wiki_counterfact style: string answers
   knowedit({
     portability: {
-      Subject_Aliasing: [{ prompt: "The name of the position held by Frederic of Pieschen is", ground_truth: "Archbishop of León, Mexico" }],
+      Subject_Aliasing: [{
+        prompt: "The name of the position held by Frederic of Pieschen is",
+        ground_truth: "Archbishop of León, Mexico",
+      }],
     },
     locality: {
       Relation_Specificity: [{ prompt: "The gender of Frederic Piesch is", ground_truth: "male" }],
-      Forgetfulness: [{ prompt: "The position held by Frederic Piesch, besides the new one, is", ground_truth: "mayor of Vienna" }],
+      Forgetfulness: [{
+        prompt: "The position held by Frederic Piesch, besides the new one, is",
+        ground_truth: "mayor of Vienna",
+      }],
     },
   }),
   // wiki_recent style: no ground_truth, alias lists, a blank answer EasyEdit drops
@@ -317,12 +443,20 @@ const KNOWEDIT_FIXTURE = [
     target_new: "Berlin",
     portability: {
       Reasoning: [
-        { prompt: "The continent of the place of death of Leo Arons is", ground_truth: [["Europe", "European continent"]] },
+        {
+          prompt: "The continent of the place of death of Leo Arons is",
+          ground_truth: [["Europe", "European continent"]],
+        },
         { prompt: "An unanswerable question about Leo Arons is", ground_truth: [[" "]] },
       ],
       Logical_Generalization: [{ prompt: "Is Leo Arons still alive?", ground_truth: [["no"], ["false"]] }],
     },
-    locality: { Relation_Specificity: [{ prompt: "The field of work of Leo Arons is", ground_truth: [["experimental physics"]] }] },
+    locality: {
+      Relation_Specificity: [{
+        prompt: "The field of work of Leo Arons is",
+        ground_truth: [["experimental physics"]],
+      }],
+    },
   },
   // ZsRE style: list ground_truth, rephrase_prompt
   {
@@ -331,8 +465,15 @@ const KNOWEDIT_FIXTURE = [
     prompt: "Which family does Epaspidoceras belong to?",
     ground_truth: ["Aspidoceratidae"],
     rephrase_prompt: "What family are Epaspidoceras?",
-    locality: { Relation_Specificity: [{ prompt: "The taxon rank of Epaspidoceras is", ground_truth: ["genus"] }] },
-    portability: { Reasoning: [{ prompt: "The common name of the family Epaspidoceras belongs to is", ground_truth: "Owlet moths" }] },
+    locality: {
+      Relation_Specificity: [{ prompt: "The taxon rank of Epaspidoceras is", ground_truth: ["genus"] }],
+    },
+    portability: {
+      Reasoning: [{
+        prompt: "The common name of the family Epaspidoceras belongs to is",
+        ground_truth: "Owlet moths",
+      }],
+    },
   },
 ];
 
@@ -353,7 +494,11 @@ Deno.test("KnowEdit (inline fixture): nested answers, null ground truth, categor
   assert.deepEqual(recs[0].portability.map((l) => l.key), ["Subject_Aliasing"]);
   assert.equal(recs[1].request.groundTruth, null);
   assert.deepEqual(recs[1].portability, [
-    { prompt: "The continent of the place of death of Leo Arons is", groundTruth: "Europe", key: "reasoning" },
+    {
+      prompt: "The continent of the place of death of Leo Arons is",
+      groundTruth: "Europe",
+      key: "reasoning",
+    },
     { prompt: "Is Leo Arons still alive?", groundTruth: "no", key: "Logical_Generalization" },
   ]);
   assert.deepEqual(recs[1].localityPrompts[0].groundTruth, "experimental physics");
@@ -363,8 +508,20 @@ Deno.test("KnowEdit (inline fixture): nested answers, null ground truth, categor
 
   expectError([knowedit(), knowedit({ target_new: "" })], "knowedit", 1, "target_new", /empty/);
   expectError([knowedit({ subject: "Piesch, Frederic" })], "knowedit", 0, "subject", /does not occur/);
-  expectError([knowedit({ locality: { Forgetfulness: [{ prompt: "p" }] } })], "knowedit", 0, "locality.Forgetfulness[0].ground_truth", /missing/);
-  expectError([knowedit({ portability: { Reasoning: [{ prompt: "p", ground_truth: [[]] }] } })], "knowedit", 0, "portability.Reasoning[0].ground_truth[0]", /empty list/);
+  expectError(
+    [knowedit({ locality: { Forgetfulness: [{ prompt: "p" }] } })],
+    "knowedit",
+    0,
+    "locality.Forgetfulness[0].ground_truth",
+    /missing/,
+  );
+  expectError(
+    [knowedit({ portability: { Reasoning: [{ prompt: "p", ground_truth: [[]] }] } })],
+    "knowedit",
+    0,
+    "portability.Reasoning[0].ground_truth[0]",
+    /empty list/,
+  );
   expectError([knowedit({ portability: [] })], "knowedit", 0, "portability", /object/);
   expectError([knowedit({ ground_truth: 5 })], "knowedit", 0, "ground_truth", /string/);
 });

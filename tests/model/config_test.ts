@@ -67,6 +67,7 @@ Deno.test("fixture configs normalise as fixtures/README.md describes them", asyn
       mlpBias: true,
       parallelResidual: false,
       bosTokenId: 511,
+      eosTokenId: 511,
       eosTokenIds: [511],
       padTokenId: null,
       torchDtype: "float32",
@@ -93,6 +94,7 @@ Deno.test("fixture configs normalise as fixtures/README.md describes them", asyn
       mlpBias: true,
       parallelResidual: true,
       bosTokenId: 511,
+      eosTokenId: 511,
       eosTokenIds: [511],
       padTokenId: null,
       torchDtype: "float32",
@@ -119,6 +121,7 @@ Deno.test("fixture configs normalise as fixtures/README.md describes them", asyn
       mlpBias: false,
       parallelResidual: false,
       bosTokenId: 1,
+      eosTokenId: 2,
       eosTokenIds: [2],
       padTokenId: null,
       torchDtype: "float32",
@@ -145,6 +148,7 @@ Deno.test("fixture configs normalise as fixtures/README.md describes them", asyn
       mlpBias: false,
       parallelResidual: false,
       bosTokenId: 1,
+      eosTokenId: 2,
       eosTokenIds: [2],
       padTokenId: null,
       torchDtype: "float32",
@@ -206,6 +210,7 @@ Deno.test("HF defaults: kv heads, head_dim, rope_theta, eps, n_inner, tie flags,
   assert.equal(l.tieWordEmbeddings, false);
   assert.equal(l.bosTokenId, null);
   assert.deepEqual(l.eosTokenIds, []);
+  assert.equal(l.eosTokenId, null);
   // an explicit head_dim need not be hidden/heads (q_proj then has heads·head_dim outputs)
   const hd = parseConfig({ ...LLAMA, num_attention_heads: 6, head_dim: 16 });
   assert.equal(hd.headDim, 16);
@@ -218,6 +223,7 @@ Deno.test("HF defaults: kv heads, head_dim, rope_theta, eps, n_inner, tie flags,
     rope_scaling: { rope_type: "default" },
   });
   assert.deepEqual(l3.eosTokenIds, [2, 3]);
+  assert.equal(l3.eosTokenId, 2);
   assert.equal(l3.padTokenId, null);
   assert.equal(l3.torchDtype, "bfloat16");
   const m = parseConfig({ ...LLAMA, model_type: "mistral", sliding_window: null });

@@ -100,11 +100,38 @@ function checkForward(got: Float32Array, c: AttentionRefOptions, d: Data, outDty
 }
 
 const FORWARD_CASES: Case[] = [
-  { name: "GQA 8/2 hd8 S33 padded", batch: 2, seqQ: 33, seqKv: 33, heads: 8, kvHeads: 2, headDim: 8, kvLengths: [33, 17] },
+  {
+    name: "GQA 8/2 hd8 S33 padded",
+    batch: 2,
+    seqQ: 33,
+    seqKv: 33,
+    heads: 8,
+    kvHeads: 2,
+    headDim: 8,
+    kvLengths: [33, 17],
+  },
   { name: "MHA hd16 S5", batch: 1, seqQ: 5, seqKv: 5, heads: 4, kvHeads: 4, headDim: 16 },
-  { name: "MQA hd32 S130 padded", batch: 3, seqQ: 130, seqKv: 130, heads: 2, kvHeads: 1, headDim: 32, kvLengths: [130, 1, 77] },
+  {
+    name: "MQA hd32 S130 padded",
+    batch: 3,
+    seqQ: 130,
+    seqKv: 130,
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    kvLengths: [130, 1, 77],
+  },
   { name: "hd64 S1", batch: 2, seqQ: 1, seqKv: 1, heads: 4, kvHeads: 2, headDim: 64 },
-  { name: "hd128 S130 padded", batch: 2, seqQ: 130, seqKv: 130, heads: 2, kvHeads: 1, headDim: 128, kvLengths: [130, 40] },
+  {
+    name: "hd128 S130 padded",
+    batch: 2,
+    seqQ: 130,
+    seqKv: 130,
+    heads: 2,
+    kvHeads: 1,
+    headDim: 128,
+    kvLengths: [130, 40],
+  },
   {
     name: "seqQ < seqKv, explicit offsets",
     batch: 2,
@@ -167,7 +194,15 @@ Deno.test("attention forward: Mistral sliding window (seq 20 > window 8) with GQ
 
 Deno.test("KV-cache decoding (rotary offsets per row, window) reproduces the full prefill rows", async () => {
   const gpu = await testGpu();
-  const c: AttentionRefOptions = { batch: 2, seqQ: 20, seqKv: 20, heads: 4, kvHeads: 2, headDim: 16, window: 8 };
+  const c: AttentionRefOptions = {
+    batch: 2,
+    seqQ: 20,
+    seqKv: 20,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 16,
+    window: 8,
+  };
   const rot = { headDim: 16, rotaryDim: 16, theta: 1e4, interleaved: false };
   const d = makeData(c, 40, "f32");
   const qs = c.heads * c.headDim, kvs = c.kvHeads * c.headDim;
@@ -200,7 +235,7 @@ Deno.test("KV-cache decoding (rotary offsets per row, window) reproduces the ful
     await applyRotary(q, { ...rot, batch: 2, seq: n, heads: c.heads, positionOffset: pos });
     await applyRotary(k, { ...rot, batch: 2, seq: n, heads: c.kvHeads, positionOffset: pos });
     for (let layer = 0; layer < 2; layer++) cache.append(layer, k, v, n);
-    const s = cache.shape(n);
+    const s = cache.attentionOptions(n);
     const real = step === 0 ? lengths : [1, 1];
     // the prefill's padded rows are masked by the real lengths
     if (step === 0) s.kvLengths = lengths.slice();
@@ -234,7 +269,13 @@ Deno.test("KV-cache decoding (rotary offsets per row, window) reproduces the ful
 });
 
 /** f64 loss L = Σ dOut ∘ attention(q, k, v) for finite differences. */
-function loss(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, dOut: Float32Array, c: AttentionRefOptions) {
+function loss(
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  v: ArrayLike<number>,
+  dOut: Float32Array,
+  c: AttentionRefOptions,
+) {
   const o = attentionReference(q, k, v, c);
   let s = 0;
   for (let i = 0; i < o.length; i++) s += o[i] * dOut[i];
@@ -287,7 +328,9 @@ function backwardBounds(d: Data, dOut: Float32Array, c: AttentionRefOptions) {
   const nQ = (heads / kvHeads) * seqQ;
   const eps = 2 * (2 * ds + 16 * U) + 2 * ds + 2 * (hd + seqKv + nQ + 16) * U;
   const out = attentionReference(d.q, d.k, d.v, c);
-  const gq = new Float64Array(d.q.length), gk = new Float64Array(d.k.length), gv = new Float64Array(d.v.length);
+  const gq = new Float64Array(d.q.length),
+    gk = new Float64Array(d.k.length),
+    gv = new Float64Array(d.v.length);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
       const g = Math.floor(h / (heads / kvHeads));
@@ -315,7 +358,13 @@ function backwardBounds(d: Data, dOut: Float32Array, c: AttentionRefOptions) {
 }
 
 /** |got − want| ≤ eps·bound + tiny elementwise (tiny: 1e-30 keeps exact-zero entries exact). */
-function assertWithin(got: ArrayLike<number>, want: ArrayLike<number>, eps: number, bound: ArrayLike<number>, label: string) {
+function assertWithin(
+  got: ArrayLike<number>,
+  want: ArrayLike<number>,
+  eps: number,
+  bound: ArrayLike<number>,
+  label: string,
+) {
   assert.equal(got.length, want.length, label);
   for (let i = 0; i < got.length; i++) {
     const tol = eps * bound[i] + 1e-30;
@@ -337,7 +386,16 @@ const BACKWARD_CASES: Case[] = [
     kvLengths: [33, 21],
     window: 8,
   },
-  { name: "MQA hd32 S130", batch: 1, seqQ: 130, seqKv: 130, heads: 2, kvHeads: 1, headDim: 32, kvLengths: [100] },
+  {
+    name: "MQA hd32 S130",
+    batch: 1,
+    seqQ: 130,
+    seqKv: 130,
+    heads: 2,
+    kvHeads: 1,
+    headDim: 32,
+    kvLengths: [100],
+  },
   { name: "MHA hd128 S33", batch: 1, seqQ: 33, seqKv: 33, heads: 2, kvHeads: 2, headDim: 128 },
   {
     name: "decode step",
@@ -452,7 +510,10 @@ Deno.test("attention rejects inconsistent shapes and options with clear errors",
     [{ queryOffset: [-1, 0] }, /queryOffset/],
   ];
   for (const [o, re] of bad) {
-    await assert.rejects(attention(q, k, k, { ...base, ...o }), (e: Error) => e instanceof GpuError && re.test(e.message));
+    await assert.rejects(
+      attention(q, k, k, { ...base, ...o }),
+      (e: Error) => e instanceof GpuError && re.test(e.message),
+    );
   }
   const big = Tensor.zeros(gpu, [2, 2 * 160], "f32");
   await assert.rejects(

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import type { DType } from "../../lib/gpu/dtype.ts";
-import { covarianceAccumulate, MAX_ROWS_PER_DISPATCH } from "../../lib/ops/covariance.ts";
+import { covarianceAccumulate, type GramKernel, MAX_ROWS_PER_DISPATCH } from "../../lib/ops/covariance.ts";
 import { covarianceReference } from "../../lib/ops/linalg_reference.ts";
 import { randArray, roundF16, testGpu } from "../_util.ts";
 
@@ -54,6 +54,7 @@ async function runCase(
   dtype: DType,
   symmetricMode: boolean | undefined,
   seed: number,
+  kernel: GramKernel = "auto",
   expectChunks = false,
 ): Promise<void> {
   const gpu = await testGpu(gpuOpts);
@@ -66,20 +67,22 @@ async function runCase(
     xs.push(x);
     const tx = Tensor.from(gpu, x, [n, d], dtype);
     if (expectChunks) assert.ok(tx.chunks.length > 1 && tc.chunks.length > 1, "expected chunked C and X");
-    await covarianceAccumulate(tc, tx, { symmetric: symmetricMode });
+    await covarianceAccumulate(tc, tx, { symmetric: symmetricMode, kernel });
     tx.dispose();
   }
   const got = await tc.read();
   tc.dispose();
-  checkCov(got, c0, xs, d, `cov d=${d} n=${ns} ${dtype} symmetric=${symmetricMode}`);
+  checkCov(got, c0, xs, d, `cov d=${d} n=${ns} ${dtype} symmetric=${symmetricMode} ${kernel}`);
   if (Object.keys(gpuOpts).length) await gpu.destroy();
 }
 
-Deno.test("covarianceAccumulate matches the f64 reference: odd sizes, f32 and f16 X, both modes", async () => {
+Deno.test("covarianceAccumulate matches the f64 reference: odd sizes, f32/f16 X, both modes and kernels", async () => {
   let seed = 1;
-  for (const dtype of ["f32", "f16"] as const) {
-    for (const [d, ns] of [[1, [1]], [3, [5, 2]], [17, [33]], [65, [70]], [130, [17, 100]]] as const) {
-      for (const sym of [false, true]) await runCase({}, d, [...ns], dtype, sym, seed++);
+  for (const kernel of ["tiled", "direct"] as const) {
+    for (const dtype of ["f32", "f16"] as const) {
+      for (const [d, ns] of [[1, [1]], [3, [5, 2]], [17, [33]], [65, [70]], [130, [17, 100]]] as const) {
+        for (const sym of [false, true]) await runCase({}, d, [...ns], dtype, sym, seed++, kernel);
+      }
     }
   }
 });
@@ -91,10 +94,12 @@ Deno.test("covarianceAccumulate: default mode and more rows than one dispatch su
 
 Deno.test("covarianceAccumulate walks row chunks of C and X (tiny binding caps)", async () => {
   let seed = 60;
-  for (const dtype of ["f32", "f16"] as const) {
-    for (const sym of [false, true]) {
-      // C rows are 150 f32 (600 B): a 7-row cap gives 22 C chunks, not aligned to the 64-row tiles
-      await runCase({ maxBindingBytes: 600 * 7 }, 150, [77, 20], dtype, sym, seed++, true);
+  for (const kernel of ["tiled", "direct"] as const) {
+    for (const dtype of ["f32", "f16"] as const) {
+      for (const sym of [false, true]) {
+        // C rows are 150 f32 (600 B): a 7-row cap gives 22 C chunks, not aligned to the tiles
+        await runCase({ maxBindingBytes: 600 * 7 }, 150, [77, 20], dtype, sym, seed++, kernel, true);
+      }
     }
   }
 });

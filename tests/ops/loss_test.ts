@@ -122,6 +122,12 @@ Deno.test("tokenNll: reference = central differences; GPU nll and dLogits = refe
       // unweighted: weights default to 1
       const plain = await tokenNll(tl, targets);
       assertClose(plain.nll, want.nll, tol, 0, "nll, no weights");
+      const unit = tokenNllRef(xv, V, targets).dLogits;
+      assertClose(await plain.dLogits.read(), unit, tol + 4 * U32, 0, "dLogits, no weights");
+      // weights passed as an options object
+      const viaOpts = await tokenNll(tl, targets, { weights });
+      assertClose(await viaOpts.dLogits.read(), want.dLogits, 1.25 * (tol + 4 * U32), 0, "{ weights }");
+      viaOpts.dLogits.dispose();
       for (const t of [tl, got.dLogits, plain.dLogits]) t.dispose();
     }
   }

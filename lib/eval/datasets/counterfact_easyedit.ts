@@ -16,14 +16,7 @@
  *   request prompt).
  * @module
  */
-import {
-  asRecord,
-  type EvalRecord,
-  intField,
-  type RecordContext,
-  stringField,
-  toTemplate,
-} from "./types.ts";
+import { asRecord, type EvalRecord, intField, type RecordContext, stringField, toTemplate } from "./types.ts";
 
 /** True when the first record looks like this format. */
 export function looksLikeCounterfactEasyEdit(first: Record<string, unknown>): boolean {
@@ -44,7 +37,12 @@ export function parseCounterfactEasyEdit(raw: unknown, ctx: RecordContext): Eval
   return {
     caseId,
     format: "counterfact-easyedit",
-    request: { prompt: toTemplate(ctx, prompt, subject, "prompt", "subject"), subject, targetNew, groundTruth },
+    request: {
+      prompt: toTemplate(ctx, prompt, subject, "prompt", "subject"),
+      subject,
+      targetNew,
+      groundTruth,
+    },
     rephrasePrompts: [rephrase],
     localityPrompts: [{ prompt: locPrompt, groundTruth: locAnswer, key: "neighborhood" }],
     neighborhoodPrompts: locAnswer === groundTruth ? [locPrompt] : [],

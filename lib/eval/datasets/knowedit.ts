@@ -104,7 +104,12 @@ export function parseKnowEdit(raw: unknown, ctx: RecordContext): EvalRecord {
   return {
     caseId,
     format: "knowedit",
-    request: { prompt: toTemplate(ctx, prompt, subject, promptKey, subjectKey), subject, targetNew, groundTruth },
+    request: {
+      prompt: toTemplate(ctx, prompt, subject, promptKey, subjectKey),
+      subject,
+      targetNew,
+      groundTruth,
+    },
     rephrasePrompts,
     localityPrompts: category(ctx, r, "locality"),
     neighborhoodPrompts: [],

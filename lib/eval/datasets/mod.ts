@@ -13,7 +13,14 @@ import { looksLikeCounterfactEasyEdit, parseCounterfactEasyEdit } from "./counte
 import { looksLikeCounterfactRome, parseCounterfactRome } from "./counterfact_rome.ts";
 import { looksLikeKnowEdit, parseKnowEdit } from "./knowedit.ts";
 import { looksLikeMquake, parseMquake } from "./mquake.ts";
-import { type DatasetFormat, DatasetError, DATASET_FORMATS, type EvalRecord, isObject, type RecordContext } from "./types.ts";
+import {
+  DATASET_FORMATS,
+  DatasetError,
+  type DatasetFormat,
+  type EvalRecord,
+  isObject,
+  type RecordContext,
+} from "./types.ts";
 import { looksLikeZsre, parseZsre } from "./zsre.ts";
 
 export * from "./types.ts";
@@ -60,7 +67,9 @@ const DETECTORS: Record<DatasetFormat, (first: Record<string, unknown>) => boole
  * named as such).
  */
 export function detectFormat(data: unknown, file = "<data>"): DatasetFormat {
-  if (!Array.isArray(data)) throw new DatasetError(file, null, null, "expected a JSON array of records at the top level");
+  if (!Array.isArray(data)) {
+    throw new DatasetError(file, null, null, "expected a JSON array of records at the top level");
+  }
   if (data.length === 0) throw new DatasetError(file, null, null, "no records: cannot detect the format");
   const first = data[0];
   if (!isObject(first)) throw new DatasetError(file, 0, null, "expected an object");
@@ -77,7 +86,9 @@ export function detectFormat(data: unknown, file = "<data>"): DatasetFormat {
     file,
     0,
     null,
-    `unknown dataset format (keys: ${Object.keys(first).join(", ")}); expected one of ${DATASET_FORMATS.join(", ")}`,
+    `unknown dataset format (keys: ${Object.keys(first).join(", ")}); expected one of ${
+      DATASET_FORMATS.join(", ")
+    }`,
   );
 }
 
@@ -87,8 +98,12 @@ export function detectFormat(data: unknown, file = "<data>"): DatasetFormat {
  */
 export function parseDataset(data: unknown, file = "<data>", opts: LoadOptions = {}): EvalRecord[] {
   const format = !opts.format || opts.format === "auto" ? detectFormat(data, file) : opts.format;
-  if (!(format in PARSERS)) throw new DatasetError(file, null, null, `unknown format ${JSON.stringify(format)}`);
-  if (!Array.isArray(data)) throw new DatasetError(file, null, null, "expected a JSON array of records at the top level");
+  if (!(format in PARSERS)) {
+    throw new DatasetError(file, null, null, `unknown format ${JSON.stringify(format)}`);
+  }
+  if (!Array.isArray(data)) {
+    throw new DatasetError(file, null, null, "expected a JSON array of records at the top level");
+  }
   const limit = opts.limit ?? Infinity;
   if (!(limit >= 0)) throw new RangeError(`limit must be ≥ 0, got ${opts.limit}`);
   const parse = PARSERS[format];

@@ -127,6 +127,7 @@ export class DatasetError extends Error {
   readonly field: string | null;
   /** What is wrong, without the location. */
   readonly reason: string;
+  /** Builds the message `<file>: record <index>, field "<field>": <reason>`. */
   constructor(file: string, index: number | null, field: string | null, reason: string) {
     const where = index === null ? "" : ` record ${index}${field === null ? "" : `, field "${field}"`}`;
     super(`${file}:${where}${where ? ":" : ""} ${reason}`);
@@ -244,7 +245,13 @@ export function toTemplate(
   if (holes > 1) fail(ctx, promptPath, `template has ${holes} "{}" placeholders, expected one`);
   if (holes === 1) return prompt;
   const at = prompt.indexOf(subject);
-  if (at < 0) fail(ctx, subjectPath, `subject ${JSON.stringify(subject)} does not occur in the prompt ${JSON.stringify(prompt)}`);
+  if (at < 0) {
+    fail(
+      ctx,
+      subjectPath,
+      `subject ${JSON.stringify(subject)} does not occur in the prompt ${JSON.stringify(prompt)}`,
+    );
+  }
   return prompt.slice(0, at) + "{}" + prompt.slice(at + subject.length);
 }
 

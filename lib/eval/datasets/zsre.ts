@@ -17,7 +17,15 @@
  * error.
  * @module
  */
-import { asRecord, type EvalRecord, fail, type RecordContext, stringArrayField, stringField, toTemplate } from "./types.ts";
+import {
+  asRecord,
+  type EvalRecord,
+  fail,
+  type RecordContext,
+  stringArrayField,
+  stringField,
+  toTemplate,
+} from "./types.ts";
 
 /** True when the first record looks like this format. */
 export function looksLikeZsre(first: Record<string, unknown>): boolean {
@@ -34,12 +42,19 @@ export function parseZsre(raw: unknown, ctx: RecordContext): EvalRecord | null {
   const answers = stringArrayField(ctx, r, "answers", { nonEmpty: true });
   const rephrase = stringField(ctx, r, "rephrase");
   const loc = stringField(ctx, r, "loc");
-  if (!loc.includes("nq question: ")) fail(ctx, "loc", `expected an "nq question: " prompt, got ${JSON.stringify(loc)}`);
+  if (!loc.includes("nq question: ")) {
+    fail(ctx, "loc", `expected an "nq question: " prompt, got ${JSON.stringify(loc)}`);
+  }
   const locAns = stringField(ctx, r, "loc_ans");
   return {
     caseId: ctx.index,
     format: "zsre",
-    request: { prompt: toTemplate(ctx, src, subject, "src", "subject"), subject, targetNew, groundTruth: answers[0] },
+    request: {
+      prompt: toTemplate(ctx, src, subject, "src", "subject"),
+      subject,
+      targetNew,
+      groundTruth: answers[0],
+    },
     rephrasePrompts: [rephrase],
     localityPrompts: [{ prompt: loc, groundTruth: locAns, key: "neighborhood" }],
     neighborhoodPrompts: [],

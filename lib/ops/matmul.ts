@@ -1,0 +1,436 @@
+/**
+ * Matrix multiply on the GPU: {@link matmul} (C = α·op(A)·op(B) + bias + C, batched) and the two
+ * weight-layout helpers every model and backward pass uses, {@link linear} and {@link linearT}.
+ *
+ * All operands may be f32 or f16 storage independently; products are accumulated in f32. Tensors that are
+ * chunked along dim 0 (larger than one storage binding, e.g. a 7B model's embedding used as the LM head)
+ * work everywhere: the product is split into pieces whose operands each lie in one chunk — a chunk along
+ * C's rows or columns writes a slice of C at an offset, a chunk along K accumulates partial products
+ * (into an f32 scratch when C is f16, so the result is rounded to f16 only once).
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import { type DType, dtypeBytes } from "../gpu/dtype.ts";
+import { GpuError } from "../gpu/errors.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { grid1d, rowSegments, words } from "./_chunks.ts";
+
+/**
+ * Which kernel runs a matmul. `direct`: register-blocked, operands read straight from storage (fastest on
+ * CPU adapters such as lavapipe); `tiled`: the same blocks with K-tiles staged in workgroup memory (the
+ * GPU design); `naive`: one thread per output (benchmark baseline); `auto`: `direct` on CPU/fallback
+ * adapters, `tiled` elsewhere.
+ */
+export type MatmulKernel = "auto" | "direct" | "tiled" | "naive";
+
+/** Options for {@link matmul}. */
+export interface MatmulOptions {
+  /** Use Aᵀ: A is stored [k, m] (or [batch, k, m]). */
+  transA?: boolean;
+  /** Use Bᵀ: B is stored [n, k] (or [batch, n, k]). */
+  transB?: boolean;
+  /** Added to every row of the result: n values, shape [n] or [1, n] (not scaled by alpha). */
+  bias?: Tensor;
+  /** Write the result here (shape [m, n] or [batch, m, n]) instead of allocating. */
+  out?: Tensor;
+  /** Storage type of a new result: default f16 when A and B are both f16, else f32. */
+  outDtype?: DType;
+  /** Add to the existing contents of `out` (which must be given): C = α·op(A)·op(B) + bias + C. */
+  accumulate?: boolean;
+  /** Scale of the product (default 1). */
+  alpha?: number;
+  /** Kernel choice (default `auto`); see {@link MatmulKernel}. */
+  kernel?: MatmulKernel;
+}
+
+/** Weight layouts: `out_in` = [out, in] (HF nn.Linear); `in_out` = [in, out] (GPT-2 Conv1D). */
+export type WeightLayout = "out_in" | "in_out";
+
+/** Options for {@link linear}. */
+export interface LinearOptions {
+  /** How W is stored. */
+  layout: WeightLayout;
+  /** Added to every output row (length `out`). */
+  bias?: Tensor;
+  /** Write the result here. */
+  out?: Tensor;
+  /** Storage type of a new result (default as in {@link matmul}). */
+  outDtype?: DType;
+  /** Add to the existing contents of `out`. */
+  accumulate?: boolean;
+  /** Kernel choice (default `auto`). */
+  kernel?: MatmulKernel;
+}
+
+/** Options for {@link linearT}. */
+export interface LinearTOptions {
+  /** How W is stored. */
+  layout: WeightLayout;
+  /** Write the result here. */
+  out?: Tensor;
+  /** Storage type of a new result (default as in {@link matmul}). */
+  outDtype?: DType;
+  /** Add to the existing contents of `out`. */
+  accumulate?: boolean;
+  /** Kernel choice (default `auto`). */
+  kernel?: MatmulKernel;
+}
+
+/** Rows/columns of C covered by one workgroup of the blocked kernels, and of the naive kernel. */
+const TILE = 128;
+const NAIVE_TILE = 16;
+const MAX_GROUPS = 65535;
+
+/** Whether an adapter runs shaders on the CPU (lavapipe, SwiftShader, WARP…). */
+export function isCpuAdapter(gpu: Gpu): boolean {
+  return gpu.report.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|warp/i.test(gpu.report.description);
+}
+
+/** The kernel `auto` picks on a device. */
+export function autoKernel(gpu: Gpu): "direct" | "tiled" {
+  return isCpuAdapter(gpu) ? "direct" : "tiled";
+}
+
+const dummies = new WeakMap<Gpu, GPUBuffer>();
+
+/**
+ * A buffer to bind as a vec4 view: the buffer itself, or (when it is smaller than one vec4, so the vec4
+ * path cannot be in use) a small placeholder, because a binding must hold at least one element.
+ */
+export function vec4Binding(gpu: Gpu, buf: GPUBuffer, dtype: DType): GPUBuffer {
+  if (buf.size >= 4 * dtypeBytes(dtype)) return buf;
+  let d = dummies.get(gpu);
+  if (!d) {
+    d = gpu.createStorage(16, "vec4-placeholder");
+    dummies.set(gpu, d);
+  }
+  return d;
+}
+
+/** A tensor seen as a (possibly batched) stored matrix. */
+interface MatView {
+  t: Tensor;
+  batched: boolean;
+  /** Stored rows and columns of one matrix. */
+  rows: number;
+  cols: number;
+}
+
+function matView(op: string, t: Tensor, what: string): MatView {
+  if (t.shape.length === 2) return { t, batched: false, rows: t.shape[0], cols: t.shape[1] };
+  if (t.shape.length === 3) return { t, batched: true, rows: t.shape[1], cols: t.shape[2] };
+  throw new GpuError(op, `${what} must be 2-D or 3-D, got shape [${t.shape}]`);
+}
+
+/** Element offset (inside its chunk) and chunk of stored element (batch b, row r, col c). */
+function locate(v: MatView, b: number, r: number, c: number): { buf: GPUBuffer; off: number; bs: number } {
+  const per = v.t.rowsPerChunk;
+  if (v.batched) {
+    const chunk = Math.floor(b / per);
+    const bs = v.rows * v.cols;
+    return { buf: v.t.chunks[chunk], off: (b - chunk * per) * bs + r * v.cols + c, bs };
+  }
+  const chunk = Math.floor(r / per);
+  return { buf: v.t.chunks[chunk], off: (r - chunk * per) * v.cols + c, bs: 0 };
+}
+
+/** Chunk boundaries of a view along its chunked dimension (batch when batched, else stored rows). */
+function chunkCuts(v: MatView): number[] {
+  const out: number[] = [];
+  for (let i = 1; i < v.t.chunks.length; i++) out.push(i * v.t.rowsPerChunk);
+  return out;
+}
+
+/** Splits [0, total) at the given cuts and into pieces of at most `cap`. */
+function intervals(total: number, cuts: number[], cap: number): [number, number][] {
+  const pts = [...new Set([0, total, ...cuts.filter((c) => c > 0 && c < total)])].sort((a, b) => a - b);
+  const out: [number, number][] = [];
+  for (let i = 0; i + 1 < pts.length; i++) {
+    for (let s = pts[i]; s < pts[i + 1]; s += cap) out.push([s, Math.min(pts[i + 1], s + cap)]);
+  }
+  return out;
+}
+
+function sameDevice(op: string, ts: (Tensor | undefined)[]): Gpu {
+  const gpu = ts[0]!.gpu;
+  for (const t of ts) {
+    if (t && t.gpu !== gpu) throw new GpuError(op, `tensors live on different devices (${gpu.label}, ${t.gpu.label})`);
+    if (t?.disposed) throw new GpuError(op, `tensor ${t.name} was disposed`);
+  }
+  return gpu;
+}
+
+function noAlias(op: string, out: Tensor, inputs: (Tensor | undefined)[]): void {
+  for (const t of inputs) {
+    if (t && t.chunks.some((c) => out.chunks.includes(c))) {
+      throw new GpuError(op, `the output must not share buffers with an input (${t.name})`);
+    }
+  }
+}
+
+/** The default result type: f16 when every input is f16, else f32. */
+export function defaultOutDtype(...dtypes: DType[]): DType {
+  return dtypes.every((d) => d === "f16") ? "f16" : "f32";
+}
+
+/** dst ← src (same shape; any dtypes), on the GPU, over both tensors' chunks. */
+export async function convertInto(src: Tensor, dst: Tensor, op = "convert"): Promise<void> {
+  const pipe = await src.gpu.pipeline({ family: "cast", entry: "convert", types: { SRC: src.dtype, DST: dst.dtype } });
+  for (const s of rowSegments([src, dst])) {
+    const n = s.rows * src.rowSize;
+    src.gpu.dispatch(
+      op,
+      pipe,
+      [src.chunks[s.at[0].chunk], dst.chunks[s.at[1].chunk]],
+      grid1d(n),
+      words(n, s.at[0].offset, s.at[1].offset),
+    );
+  }
+}
+
+/**
+ * C = alpha · op(A) · op(B) (+ bias broadcast over rows) (+ the existing C when `accumulate`).
+ *
+ * op(A) is [m, k] and op(B) is [k, n]; with `transA` A is stored [k, m], with `transB` B is stored [n, k].
+ * Batched: A and/or B 3-D [batch, ·, ·] with the same batch count, a 2-D operand is broadcast over the
+ * batches; C is then [batch, m, n]. Storage types of A, B, bias and C are independent (f32/f16); the
+ * accumulation is f32. Records the dispatches and returns C (a new tensor unless `out` is given).
+ */
+export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Promise<Tensor> {
+  const op = "matmul";
+  const gpu = sameDevice(op, [a, b, opts.bias, opts.out]);
+  const A = matView(op, a, "A"), B = matView(op, b, "B");
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  const m = transA ? A.cols : A.rows, k = transA ? A.rows : A.cols;
+  const kb = transB ? B.cols : B.rows, n = transB ? B.rows : B.cols;
+  if (k !== kb) {
+    throw new GpuError(
+      op,
+      `inner dimensions differ: op(A) is [${m}, ${k}], op(B) is [${kb}, ${n}] (A [${a.shape}]${
+        transA ? "ᵀ" : ""
+      }, B [${b.shape}]${transB ? "ᵀ" : ""})`,
+    );
+  }
+  const batched = A.batched || B.batched;
+  const batch = A.batched ? a.shape[0] : B.batched ? b.shape[0] : 1;
+  if (A.batched && B.batched && a.shape[0] !== b.shape[0]) {
+    throw new GpuError(op, `batch counts differ: A [${a.shape}], B [${b.shape}]`);
+  }
+  const outShape = batched ? [batch, m, n] : [m, n];
+  if (opts.bias && opts.bias.size !== n) {
+    throw new GpuError(op, `bias has ${opts.bias.size} values, expected n = ${n}`);
+  }
+  if (opts.accumulate && !opts.out) throw new GpuError(op, "accumulate needs `out`");
+  let c: Tensor;
+  if (opts.out) {
+    c = opts.out;
+    if (c.shape.length !== outShape.length || c.shape.some((d, i) => d !== outShape[i])) {
+      throw new GpuError(op, `out has shape [${c.shape}], expected [${outShape}]`);
+    }
+    noAlias(op, c, [a, b, opts.bias]);
+  } else {
+    c = Tensor.empty(gpu, outShape, opts.outDtype ?? defaultOutDtype(a.dtype, b.dtype), { name: "matmul" });
+  }
+  await matmulInto(a, b, c, {
+    A,
+    B,
+    transA,
+    transB,
+    m,
+    n,
+    k,
+    batch,
+    bias: opts.bias,
+    accumulate: opts.accumulate ?? false,
+    alpha: opts.alpha ?? 1,
+    kernel: opts.kernel ?? "auto",
+  });
+  return c;
+}
+
+interface Plan {
+  A: MatView;
+  B: MatView;
+  transA: boolean;
+  transB: boolean;
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  bias?: Tensor;
+  accumulate: boolean;
+  alpha: number;
+  kernel: MatmulKernel;
+}
+
+async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<void> {
+  const gpu = a.gpu;
+  const { A, B, transA, transB, m, n, k, batch } = pl;
+  if (m === 0 || n === 0 || batch === 0) return;
+  const kernel = pl.kernel === "auto" ? autoKernel(gpu) : pl.kernel;
+  const tile = kernel === "naive" ? NAIVE_TILE : TILE;
+  // where chunk boundaries cut the problem: along the batch, C's rows (m), C's columns (n) or K
+  const bCuts: number[] = [], mCuts: number[] = [], nCuts: number[] = [], kCuts: number[] = [];
+  for (const [v, rowDim] of [[A, transA ? kCuts : mCuts], [B, transB ? nCuts : kCuts]] as const) {
+    (v.batched ? bCuts : rowDim).push(...chunkCuts(v));
+  }
+  const kParts = k === 0 ? [[0, 0] as [number, number]] : intervals(k, kCuts, Infinity);
+  // partial products over several K pieces are summed in f32; an f16 C is rounded once at the end
+  const scratch = kParts.length > 1 && c.dtype === "f16";
+  const target = scratch ? Tensor.empty(gpu, c.shape, "f32", { name: "matmul:f32" }) : c;
+  const T = matView("matmul", target, "C");
+  (T.batched ? bCuts : mCuts).push(...chunkCuts(T));
+  if (scratch && pl.accumulate) await convertInto(c, target, "matmul");
+
+  const entry = kernel === "naive" ? "mm_naive" : kernel === "tiled" ? "mm_tiled" : "mm_direct";
+  const biasType: DType = pl.bias ? pl.bias.dtype : a.dtype;
+  const pipes = new Map<string, Promise<GPUComputePipeline>>();
+  const pipeline = (vecA: boolean, vecB: boolean, hasBias: boolean, accum: boolean) => {
+    const constants = {
+      TRANS_A: +transA,
+      TRANS_B: +transB,
+      VEC_A: +vecA,
+      VEC_B: +vecB,
+      HAS_BIAS: +hasBias,
+      ACCUM: +accum,
+    };
+    const key = JSON.stringify(constants);
+    let p = pipes.get(key);
+    if (!p) {
+      p = gpu.pipeline({
+        family: "matmul",
+        entry,
+        types: { TA: a.dtype, TB: b.dtype, TC: target.dtype, TBIAS: biasType },
+        constants,
+      });
+      pipes.set(key, p);
+    }
+    return p;
+  };
+
+  for (const [b0, b1] of intervals(batch, bCuts, MAX_GROUPS)) {
+    for (const [m0, m1] of intervals(m, mCuts, MAX_GROUPS * tile)) {
+      for (const [n0, n1] of intervals(n, nCuts, MAX_GROUPS * tile)) {
+        for (let ki = 0; ki < kParts.length; ki++) {
+          const [k0, k1] = kParts[ki];
+          const first = ki === 0;
+          const la = transA ? locate(A, b0, k0, m0) : locate(A, b0, m0, k0);
+          const lb = transB ? locate(B, b0, n0, k0) : locate(B, b0, k0, n0);
+          const lc = locate(T, b0, m0, n0);
+          const vecA = la.off % 4 === 0 && A.cols % 4 === 0 && la.bs % 4 === 0;
+          const vecB = lb.off % 4 === 0 && B.cols % 4 === 0 && lb.bs % 4 === 0;
+          const hasBias = first && !!pl.bias;
+          const accum = !first || pl.accumulate;
+          const pipe = await pipeline(vecA, vecB, hasBias, accum);
+          const u = words(
+            m1 - m0,
+            n1 - n0,
+            k1 - k0,
+            la.off,
+            A.cols,
+            A.batched ? la.bs : 0,
+            lb.off,
+            B.cols,
+            B.batched ? lb.bs : 0,
+            lc.off,
+            T.cols,
+            T.batched ? lc.bs : 0,
+            hasBias ? n0 : 0,
+            { f: pl.alpha },
+            0,
+            0,
+          );
+          const biasBuf = pl.bias ? pl.bias.buffer : la.buf;
+          const naive = kernel === "naive";
+          gpu.dispatch(
+            `matmul(${entry})`,
+            pipe,
+            [
+              la.buf,
+              naive ? null : vec4Binding(gpu, la.buf, a.dtype),
+              lb.buf,
+              naive ? null : vec4Binding(gpu, lb.buf, b.dtype),
+              biasBuf,
+              lc.buf,
+            ],
+            [Math.ceil((n1 - n0) / tile), Math.ceil((m1 - m0) / tile), b1 - b0],
+            u,
+          );
+        }
+      }
+    }
+  }
+  if (scratch) {
+    await convertInto(target, c, "matmul");
+    target.dispose();
+  }
+}
+
+/** Flattens [..., d] to [rows, d] (unchunked tensors, or 2-D ones as they are). */
+function as2d(op: string, t: Tensor, what: string): Tensor {
+  if (t.shape.length === 2) return t;
+  if (t.shape.length < 1) throw new GpuError(op, `${what} must have at least one dimension`);
+  const d = t.shape[t.shape.length - 1];
+  return t.reshape([t.size / Math.max(1, d), d]);
+}
+
+function checkLayout(op: string, layout: string): void {
+  if (layout !== "out_in" && layout !== "in_out") {
+    throw new GpuError(op, `layout must be "out_in" or "in_out", got ${JSON.stringify(layout)}`);
+  }
+}
+
+/**
+ * y = x·Wᵀ for W stored [out, in] (`out_in`, HF nn.Linear) or y = x·W for W stored [in, out] (`in_out`,
+ * GPT-2 Conv1D), plus `bias` (length out). x is [..., in] (leading dims are flattened; a chunked x must be
+ * 2-D); y is [..., out]. W may be chunked along dim 0 (out_in: each chunk writes a column slice of y;
+ * in_out: each chunk is a K-slice whose partial products are accumulated).
+ */
+export async function linear(x: Tensor, w: Tensor, opts: LinearOptions): Promise<Tensor> {
+  const op = "linear";
+  checkLayout(op, opts.layout);
+  if (w.shape.length !== 2) throw new GpuError(op, `W must be 2-D, got [${w.shape}]`);
+  const outDim = opts.layout === "out_in" ? w.shape[0] : w.shape[1];
+  const x2 = as2d(op, x, "x");
+  const outShape = [...x.shape.slice(0, -1), outDim];
+  const out = opts.out ? as2d(op, opts.out, "out") : undefined;
+  if (opts.out && (opts.out.shape.length !== outShape.length || opts.out.shape.some((d, i) => d !== outShape[i]))) {
+    throw new GpuError(op, `out has shape [${opts.out.shape}], expected [${outShape}]`);
+  }
+  const y = await matmul(x2, w, {
+    transB: opts.layout === "out_in",
+    bias: opts.bias,
+    out,
+    outDtype: opts.outDtype,
+    accumulate: opts.accumulate,
+    kernel: opts.kernel,
+  });
+  if (opts.out) return opts.out;
+  return y.shape.length === outShape.length ? y : y.reshape(outShape);
+}
+
+/**
+ * The input gradient of {@link linear}: dx = dy·W for W stored [out, in] (`out_in`), dx = dy·Wᵀ for W
+ * stored [in, out] (`in_out`). dy is [..., out]; dx is [..., in]. W may be chunked along dim 0.
+ */
+export async function linearT(dy: Tensor, w: Tensor, opts: LinearTOptions): Promise<Tensor> {
+  const op = "linearT";
+  checkLayout(op, opts.layout);
+  if (w.shape.length !== 2) throw new GpuError(op, `W must be 2-D, got [${w.shape}]`);
+  const inDim = opts.layout === "out_in" ? w.shape[1] : w.shape[0];
+  const dy2 = as2d(op, dy, "dy");
+  const outShape = [...dy.shape.slice(0, -1), inDim];
+  const out = opts.out ? as2d(op, opts.out, "out") : undefined;
+  if (opts.out && (opts.out.shape.length !== outShape.length || opts.out.shape.some((d, i) => d !== outShape[i]))) {
+    throw new GpuError(op, `out has shape [${opts.out.shape}], expected [${outShape}]`);
+  }
+  const dx = await matmul(dy2, w, {
+    transB: opts.layout === "in_out",
+    out,
+    outDtype: opts.outDtype,
+    accumulate: opts.accumulate,
+    kernel: opts.kernel,
+  });
+  if (opts.out) return opts.out;
+  return dx.shape.length === outShape.length ? dx : dx.reshape(outShape);
+}
