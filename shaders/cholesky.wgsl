@@ -1,19 +1,18 @@
 // Blocked right-looking Cholesky factorisation C + λI = L Lᵀ (f32) and the triangular solves with L.
 // The matrix A (which becomes L in place) is row-chunked: each dispatch touching A covers `rows` whole
 // rows starting at global row `r0`, which sit at element `off` of one chunk (bound as `mat`/`lmat`).
-// For each block column k (width m ≤ NB):
-//   gather  P[r, c] = A[k + r, k + c] for r < d - k, c < m       (P: compact [d - k, NB] panel)
-//   diag    factor P's top m×m block in workgroup memory; check every pivot; copy it to D[blk]
-//   trsm    P[r, :] = P[r, :] · L_kk⁻ᵀ for r ≥ m                  (forward substitution per row)
-//   scatter A[k + r, k + c] = P[r, c]
-//   syrk    A[i, j] -= Σ_p P[i - k, p] · P[j - k, p] for k + m ≤ j ≤ i   (64×64 tiles)
+// The panel is stored transposed, PT[c, r] at c·d + r (NB rows of stride d), so that the trailing
+// update is a Gram update of PT (shaders/covariance.wgsl). For each block column k (width m ≤ NB):
+//   gather  PT[c, r] = A[k + r, k + c] for r < d - k, c < m
+//   diag    factor the top m×m block (L_kk) in workgroup memory; check every pivot; copy it to D[blk]
+//   trsm    rows r ≥ m: x L_kkᵀ = a (forward substitution, one thread per row)
+//   scatter A[k + r, k + c] = PT[c, r]
+//   (syrk   A[i, j] -= Σ_p PT[p, i - k] · PT[p, j - k] for k + m ≤ j ≤ i: `gram_*` in covariance.wgsl)
 // and finally `tril` zeroes the strict upper triangle. The solves use D (the diagonal blocks) and L.
 // A non-positive or non-finite pivot sets status = [1, global pivot index, pivot value bits] once
 // (the first one; later pivots are garbage after that and the host throws).
 
 const NB: u32 = 64u;
-const TILE: u32 = 64u;
-const BK: u32 = 16u;
 
 struct Params {
   d: u32,    // matrix size
@@ -25,8 +24,8 @@ struct Params {
   blk: u32,  // block index k / NB (offset into D)
   nrhs: u32, // right-hand sides (columns of X)
   lambda: f32,
-  c0: u32,   // syrk: first column of the trailing matrix (k + m)
   _p0: u32,
+  _p3: u32,
   _p1: u32,
 }
 
@@ -45,27 +44,27 @@ fn add_diag(@builtin(global_invocation_id) gid: vec3<u32>) {
   mat[i] = mat[i] + pr.lambda;
 }
 
-// ---- gather: P[r, c] = A[k + r, k + c]; threads x = column (64), y = 4 rows per workgroup
+// ---- gather: PT[c, r] = A[k + r, k + c]; threads x = column (64), y = 4 rows per workgroup
 @compute @workgroup_size(64, 4)
 fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let lr = wid.y * 4u + lid.y; // row within this dispatch
   let c = lid.x;
   if (lr >= pr.rows || c >= pr.m) { return; }
   let g = pr.r0 + lr; // global row
-  panel[(g - pr.k) * NB + c] = mat[pr.off + lr * pr.d + pr.k + c];
+  panel[c * pr.d + g - pr.k] = mat[pr.off + lr * pr.d + pr.k + c];
 }
 
-// ---- scatter: A[k + r, k + c] = P[r, c]
+// ---- scatter: A[k + r, k + c] = PT[c, r]
 @compute @workgroup_size(64, 4)
 fn scatter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let lr = wid.y * 4u + lid.y;
   let c = lid.x;
   if (lr >= pr.rows || c >= pr.m) { return; }
   let g = pr.r0 + lr;
-  mat[pr.off + lr * pr.d + pr.k + c] = panel[(g - pr.k) * NB + c];
+  mat[pr.off + lr * pr.d + pr.k + c] = panel[c * pr.d + g - pr.k];
 }
 
-// ---- diag: unblocked right-looking Cholesky of P's top m×m block (one workgroup)
+// ---- diag: unblocked right-looking Cholesky of the top m×m block (one workgroup); wa is row-major
 var<workgroup> wa: array<f32, 4096>; // NB × NB (16 KiB, the WebGPU minimum limit: nothing else shared)
 
 fn record_bad_pivot(j: u32, piv: f32) {
@@ -83,7 +82,7 @@ fn diag(@builtin(local_invocation_index) li: u32) {
     let r = e / NB;
     let c = e % NB;
     var v = 0.0;
-    if (r < m && c <= r) { v = panel[r * NB + c]; }
+    if (r < m && c <= r) { v = panel[c * pr.d + r]; }
     wa[e] = v;
   }
   workgroupBarrier();
@@ -112,77 +111,36 @@ fn diag(@builtin(local_invocation_index) li: u32) {
     workgroupBarrier();
   }
   for (var e = li; e < NB * NB; e += 256u) {
-    let r = e / NB;
-    if (r < m) { panel[e] = wa[e]; }
+    let r = e % NB; // walk PT rows (c) in the outer index so the stores are contiguous
+    let c = e / NB;
+    if (r < m && c < m) { panel[c * pr.d + r] = wa[r * NB + c]; }
     dblk[pr.blk * NB * NB + e] = wa[e];
   }
 }
 
-// ---- trsm: rows r ≥ m of P (global row k + r): x L_kkᵀ = a, i.e. forward substitution per row
+// ---- trsm: rows r ≥ m of the panel (global row k + r): x L_kkᵀ = a, i.e. forward substitution per
+// row, x_j = (a_j − Σ_{p<j} x_p L[j, p]) / L[j, j]. One thread per row; PT reads/writes are contiguous
+// across threads. rows = d − k.
 @compute @workgroup_size(64)
 fn trsm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-  for (var e = li; e < NB * NB; e += 64u) { wa[e] = panel[e]; } // L_kk (zeros above the diagonal)
+  // L_kk row-major, zeros above the diagonal: L[j, p] = PT[p, j]
+  for (var e = li; e < NB * NB; e += 64u) {
+    let j = e / NB;
+    let p = e % NB;
+    var v = 0.0;
+    if (j < pr.m && p <= j) { v = panel[p * pr.d + j]; }
+    wa[e] = v;
+  }
   workgroupBarrier();
   let r = pr.m + wid.x * 64u + li;
-  if (r >= pr.rows) { return; } // rows = d - k here
+  if (r >= pr.rows) { return; }
   var xr: array<f32, 64>;
   for (var j = 0u; j < pr.m; j++) {
-    var s = panel[r * NB + j];
+    var s = panel[j * pr.d + r];
     for (var p = 0u; p < j; p++) { s = s - xr[p] * wa[j * NB + p]; }
     xr[j] = s / wa[j * NB + j];
   }
-  for (var j = 0u; j < pr.m; j++) { panel[r * NB + j] = xr[j]; }
-}
-
-// ---- syrk: A[i, j] -= Σ_p P[i-k, p] P[j-k, p] for rows i of this dispatch and c0 ≤ j ≤ i.
-// 64×64 output tiles, 16×16 threads with 4×4 outputs each; x = column tiles from c0, y = row tiles.
-var<workgroup> sa: array<f32, 1024>; // [BK][TILE]
-var<workgroup> sb: array<f32, 1024>;
-
-@compute @workgroup_size(16, 16)
-fn syrk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(local_invocation_index) li: u32) {
-  let i0 = pr.r0 + wid.y * TILE; // global rows of the tile
-  let j0 = pr.c0 + wid.x * TILE; // global columns of the tile
-  if (j0 > i0 + TILE - 1u) { return; } // entirely above the diagonal (uniform per workgroup)
-  let iend = pr.r0 + pr.rows;
-  var acc: array<array<f32, 4>, 4>;
-  for (var p0 = 0u; p0 < pr.m; p0 += BK) {
-    for (var q = 0u; q < 4u; q++) {
-      let e = li + q * 256u;
-      let rr = e / BK; // tile row 0..63
-      let pp = e % BK;
-      var va = 0.0;
-      var vb = 0.0;
-      if (i0 + rr < iend && p0 + pp < pr.m) { va = panel[(i0 + rr - pr.k) * NB + p0 + pp]; }
-      if (j0 + rr < pr.d && p0 + pp < pr.m) { vb = panel[(j0 + rr - pr.k) * NB + p0 + pp]; }
-      sa[pp * TILE + rr] = va;
-      sb[pp * TILE + rr] = vb;
-    }
-    workgroupBarrier();
-    for (var pp = 0u; pp < BK; pp++) {
-      var av: array<f32, 4>;
-      var bv: array<f32, 4>;
-      for (var p = 0u; p < 4u; p++) {
-        av[p] = sa[pp * TILE + lid.y + 16u * p];
-        bv[p] = sb[pp * TILE + lid.x + 16u * p];
-      }
-      for (var p = 0u; p < 4u; p++) {
-        for (var q = 0u; q < 4u; q++) { acc[p][q] = fma(av[p], bv[q], acc[p][q]); }
-      }
-    }
-    workgroupBarrier();
-  }
-  for (var p = 0u; p < 4u; p++) {
-    let i = i0 + lid.y + 16u * p;
-    if (i >= iend) { continue; }
-    for (var q = 0u; q < 4u; q++) {
-      let j = j0 + lid.x + 16u * q;
-      if (j > i || j >= pr.d) { continue; }
-      let at = pr.off + (i - pr.r0) * pr.d + j;
-      mat[at] = mat[at] - acc[p][q];
-    }
-  }
+  for (var j = 0u; j < pr.m; j++) { panel[j * pr.d + r] = xr[j]; }
 }
 
 // ---- tril: zero A[i, j] for j > i (rows of this dispatch); x over columns, y = row

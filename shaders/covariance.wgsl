@@ -125,8 +125,20 @@ fn xq(k: u32, col: u32) -> mat4x4<f32> {
   return m;
 }
 
-// acc column i = C[row + i, col .. col+3]
-fn store_blk(lr: u32, lc: u32, acc: mat4x4<f32>) {
+// acc column i = C[row + i, col .. col+3]; `checked` = false when the whole 16×16 block of this
+// thread is inside the dispatch and needs no triangle test (no per-element branches)
+fn store_blk(lr: u32, lc: u32, acc: mat4x4<f32>, checked: bool) {
+  if (!checked) {
+    let s = pr.sign;
+    for (var i = 0u; i < 4u; i++) {
+      let at = pr.c_off + (lr + i) * pr.ldc + pr.c0 + lc;
+      c[at] = fma(s, acc[i].x, c[at]);
+      c[at + 1u] = fma(s, acc[i].y, c[at + 1u]);
+      c[at + 2u] = fma(s, acc[i].z, c[at + 2u]);
+      c[at + 3u] = fma(s, acc[i].w, c[at + 3u]);
+    }
+    return;
+  }
   for (var i = 0u; i < 4u; i++) {
     store(lr + i, lc, acc[i].x);
     store(lr + i, lc + 1u, acc[i].y);
@@ -185,22 +197,25 @@ fn gram_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
     c32 += b2 * a3;
     c33 += b3 * a3;
   }
-  store_blk(lr, lc, c00);
-  store_blk(lr, lc + 4u, c01);
-  store_blk(lr, lc + 8u, c02);
-  store_blk(lr, lc + 12u, c03);
-  store_blk(lr + 4u, lc, c10);
-  store_blk(lr + 4u, lc + 4u, c11);
-  store_blk(lr + 4u, lc + 8u, c12);
-  store_blk(lr + 4u, lc + 12u, c13);
-  store_blk(lr + 8u, lc, c20);
-  store_blk(lr + 8u, lc + 4u, c21);
-  store_blk(lr + 8u, lc + 8u, c22);
-  store_blk(lr + 8u, lc + 12u, c23);
-  store_blk(lr + 12u, lc, c30);
-  store_blk(lr + 12u, lc + 4u, c31);
-  store_blk(lr + 12u, lc + 8u, c32);
-  store_blk(lr + 12u, lc + 12u, c33);
+  let g = pr.grow0 + lr;
+  let gc = pr.c0 + lc;
+  let ck = lr + 16u > pr.rows || lc + 16u > pr.cols || (pr.mode == 2u && gc + 15u > g);
+  store_blk(lr, lc, c00, ck);
+  store_blk(lr, lc + 4u, c01, ck);
+  store_blk(lr, lc + 8u, c02, ck);
+  store_blk(lr, lc + 12u, c03, ck);
+  store_blk(lr + 4u, lc, c10, ck);
+  store_blk(lr + 4u, lc + 4u, c11, ck);
+  store_blk(lr + 4u, lc + 8u, c12, ck);
+  store_blk(lr + 4u, lc + 12u, c13, ck);
+  store_blk(lr + 8u, lc, c20, ck);
+  store_blk(lr + 8u, lc + 4u, c21, ck);
+  store_blk(lr + 8u, lc + 8u, c22, ck);
+  store_blk(lr + 8u, lc + 12u, c23, ck);
+  store_blk(lr + 12u, lc, c30, ck);
+  store_blk(lr + 12u, lc + 4u, c31, ck);
+  store_blk(lr + 12u, lc + 8u, c32, ck);
+  store_blk(lr + 12u, lc + 12u, c33, ck);
 }
 
 // ---- mirror: C[i, j] = C[j, i] for j < i (lower := upper), one 16×16 block per workgroup, staged

@@ -7,14 +7,16 @@
 // stored [k, n] or, with TRANS_B, [n, k]. C is stored [m, n] with row stride ldc.
 //
 // Entries:
-//   mm_direct  register-blocked: each thread owns a 16×16 block of C (sixteen 4×4 matrices) and reads its
-//              operands straight from storage as vec4s. Best on CPU adapters (lavapipe), where caches play
-//              the role of workgroup memory and barriers are expensive.
-//   mm_tiled   the same 16×16 register blocks, but each 128×16 (A) and 16×128 (B) K-tile is first staged in
-//              workgroup memory by the whole workgroup (the usual GPU design: every global element is read
-//              once per workgroup instead of once per thread).
+//   mm_direct  register-blocked: each thread owns a 32×16 block of C (eight by four 4×4 matrices) and reads
+//              its operands straight from storage as vec4s; workgroup 8×4 threads. Best on CPU adapters
+//              (lavapipe: each storage read is a per-lane loop, so reads per FMA are what count; caches play
+//              the role of workgroup memory, and barriers are expensive). Tuned there: 32×16 blocks with 8
+//              threads along x (one SIMD group reading the same A rows) beat 16×16, 32×32 and 16×32.
+//   mm_tiled   16×16 register blocks (4×4 matrices), workgroup 8×8 threads; each 128×16 (A) and 16×128 (B)
+//              K-tile is first staged in workgroup memory by the whole workgroup (the usual GPU design:
+//              every global element is read once per workgroup instead of once per thread).
 //   mm_naive   one thread per output element (the baseline for the benchmark; also handy for debugging).
-// mm_direct and mm_tiled: workgroup 8×8 threads covering a 128×128 tile of C; dispatch
+// mm_direct and mm_tiled: one workgroup per 128×128 tile of C; dispatch
 // (ceil(n/128), ceil(m/128), batch). mm_naive: workgroup 16×16, dispatch (ceil(n/16), ceil(m/16), batch).
 //
 // Edges: rows of op(A) ≥ m and columns of op(B) ≥ n are read without checks (WebGPU clamps or zeroes
@@ -147,11 +149,11 @@ fn store_blk(cbase: u32, m: u32, n: u32, acc: mat4x4<f32>) {
 
 // ---- register-blocked kernel (no workgroup memory) -------------------------------------------------
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(8, 4)
 fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let abase = p.a_off + wid.z * p.a_bs;
   let bbase = p.b_off + wid.z * p.b_bs;
-  let m = wid.y * 128u + lid.y * 16u;
+  let m = wid.y * 128u + lid.y * 32u;
   let n = wid.x * 128u + lid.x * 16u;
   var c00 = mat4x4<f32>();
   var c01 = mat4x4<f32>();
@@ -169,35 +171,36 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   var c31 = mat4x4<f32>();
   var c32 = mat4x4<f32>();
   var c33 = mat4x4<f32>();
+  var c40 = mat4x4<f32>();
+  var c41 = mat4x4<f32>();
+  var c42 = mat4x4<f32>();
+  var c43 = mat4x4<f32>();
+  var c50 = mat4x4<f32>();
+  var c51 = mat4x4<f32>();
+  var c52 = mat4x4<f32>();
+  var c53 = mat4x4<f32>();
+  var c60 = mat4x4<f32>();
+  var c61 = mat4x4<f32>();
+  var c62 = mat4x4<f32>();
+  var c63 = mat4x4<f32>();
+  var c70 = mat4x4<f32>();
+  var c71 = mat4x4<f32>();
+  var c72 = mat4x4<f32>();
+  var c73 = mat4x4<f32>();
   let kfull = p.k & ~3u;
-  for (var k = 0u; k < p.k; k += 4u) {
-    var a0: mat4x4<f32>;
-    var a1: mat4x4<f32>;
-    var a2: mat4x4<f32>;
-    var a3: mat4x4<f32>;
-    var b0: mat4x4<f32>;
-    var b1: mat4x4<f32>;
-    var b2: mat4x4<f32>;
-    var b3: mat4x4<f32>;
-    if (k < kfull) {
-      a0 = a_blk(abase, m, k);
-      a1 = a_blk(abase, m + 4u, k);
-      a2 = a_blk(abase, m + 8u, k);
-      a3 = a_blk(abase, m + 12u, k);
-      b0 = b_blk(bbase, k, n);
-      b1 = b_blk(bbase, k, n + 4u);
-      b2 = b_blk(bbase, k, n + 8u);
-      b3 = b_blk(bbase, k, n + 12u);
-    } else {
-      a0 = a_blk_masked(abase, m, k);
-      a1 = a_blk_masked(abase, m + 4u, k);
-      a2 = a_blk_masked(abase, m + 8u, k);
-      a3 = a_blk_masked(abase, m + 12u, k);
-      b0 = b_blk_masked(bbase, k, n);
-      b1 = b_blk_masked(bbase, k, n + 4u);
-      b2 = b_blk_masked(bbase, k, n + 8u);
-      b3 = b_blk_masked(bbase, k, n + 12u);
-    }
+  for (var k = 0u; k < kfull; k += 4u) {
+    let a0 = a_blk(abase, m, k);
+    let a1 = a_blk(abase, m + 4u, k);
+    let a2 = a_blk(abase, m + 8u, k);
+    let a3 = a_blk(abase, m + 12u, k);
+    let a4 = a_blk(abase, m + 16u, k);
+    let a5 = a_blk(abase, m + 20u, k);
+    let a6 = a_blk(abase, m + 24u, k);
+    let a7 = a_blk(abase, m + 28u, k);
+    let b0 = b_blk(bbase, k, n);
+    let b1 = b_blk(bbase, k, n + 4u);
+    let b2 = b_blk(bbase, k, n + 8u);
+    let b3 = b_blk(bbase, k, n + 12u);
     c00 += b0 * a0;
     c01 += b1 * a0;
     c02 += b2 * a0;
@@ -214,6 +217,69 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     c31 += b1 * a3;
     c32 += b2 * a3;
     c33 += b3 * a3;
+    c40 += b0 * a4;
+    c41 += b1 * a4;
+    c42 += b2 * a4;
+    c43 += b3 * a4;
+    c50 += b0 * a5;
+    c51 += b1 * a5;
+    c52 += b2 * a5;
+    c53 += b3 * a5;
+    c60 += b0 * a6;
+    c61 += b1 * a6;
+    c62 += b2 * a6;
+    c63 += b3 * a6;
+    c70 += b0 * a7;
+    c71 += b1 * a7;
+    c72 += b2 * a7;
+    c73 += b3 * a7;
+  }
+  if (kfull < p.k) {
+    // the last 1-3 values of k
+    let a0 = a_blk_masked(abase, m, kfull);
+    let a1 = a_blk_masked(abase, m + 4u, kfull);
+    let a2 = a_blk_masked(abase, m + 8u, kfull);
+    let a3 = a_blk_masked(abase, m + 12u, kfull);
+    let a4 = a_blk_masked(abase, m + 16u, kfull);
+    let a5 = a_blk_masked(abase, m + 20u, kfull);
+    let a6 = a_blk_masked(abase, m + 24u, kfull);
+    let a7 = a_blk_masked(abase, m + 28u, kfull);
+    let b0 = b_blk_masked(bbase, kfull, n);
+    let b1 = b_blk_masked(bbase, kfull, n + 4u);
+    let b2 = b_blk_masked(bbase, kfull, n + 8u);
+    let b3 = b_blk_masked(bbase, kfull, n + 12u);
+    c00 += b0 * a0;
+    c01 += b1 * a0;
+    c02 += b2 * a0;
+    c03 += b3 * a0;
+    c10 += b0 * a1;
+    c11 += b1 * a1;
+    c12 += b2 * a1;
+    c13 += b3 * a1;
+    c20 += b0 * a2;
+    c21 += b1 * a2;
+    c22 += b2 * a2;
+    c23 += b3 * a2;
+    c30 += b0 * a3;
+    c31 += b1 * a3;
+    c32 += b2 * a3;
+    c33 += b3 * a3;
+    c40 += b0 * a4;
+    c41 += b1 * a4;
+    c42 += b2 * a4;
+    c43 += b3 * a4;
+    c50 += b0 * a5;
+    c51 += b1 * a5;
+    c52 += b2 * a5;
+    c53 += b3 * a5;
+    c60 += b0 * a6;
+    c61 += b1 * a6;
+    c62 += b2 * a6;
+    c63 += b3 * a6;
+    c70 += b0 * a7;
+    c71 += b1 * a7;
+    c72 += b2 * a7;
+    c73 += b3 * a7;
   }
   let cbase = p.c_off + wid.z * p.c_bs;
   store_blk(cbase, m, n, c00);
@@ -232,6 +298,22 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   store_blk(cbase, m + 12u, n + 4u, c31);
   store_blk(cbase, m + 12u, n + 8u, c32);
   store_blk(cbase, m + 12u, n + 12u, c33);
+  store_blk(cbase, m + 16u, n, c40);
+  store_blk(cbase, m + 16u, n + 4u, c41);
+  store_blk(cbase, m + 16u, n + 8u, c42);
+  store_blk(cbase, m + 16u, n + 12u, c43);
+  store_blk(cbase, m + 20u, n, c50);
+  store_blk(cbase, m + 20u, n + 4u, c51);
+  store_blk(cbase, m + 20u, n + 8u, c52);
+  store_blk(cbase, m + 20u, n + 12u, c53);
+  store_blk(cbase, m + 24u, n, c60);
+  store_blk(cbase, m + 24u, n + 4u, c61);
+  store_blk(cbase, m + 24u, n + 8u, c62);
+  store_blk(cbase, m + 24u, n + 12u, c63);
+  store_blk(cbase, m + 28u, n, c70);
+  store_blk(cbase, m + 28u, n + 4u, c71);
+  store_blk(cbase, m + 28u, n + 8u, c72);
+  store_blk(cbase, m + 28u, n + 12u, c73);
 }
 
 // ---- workgroup-memory tiled kernel ----------------------------------------------------------------------

@@ -29,3 +29,31 @@ fn rank_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   let i = pr.w_off + r * pr.cols + c;
   w[i] = TW(fma(s, b[c], f32(w[i])));
 }
+
+@compute @workgroup_size(256)
+fn rank_one_x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c0 = (wid.x * 256u + lid.x) * 4u;
+  let r = wid.y;
+  if (c0 >= pr.cols || r >= pr.rows) { return; }
+  let s = pr.alpha * a[pr.row0 + r];
+  let base = pr.w_off + r * pr.cols;
+  let cend = min(c0 + 4u, pr.cols);
+  for (var c = c0; c < cend; c++) {
+    w[base + c] = TW(fma(s, b[c], f32(w[base + c])));
+  }
+}
+
+// rows loop: thread per column, 16 rows per workgroup-y
+@compute @workgroup_size(256)
+fn rank_one_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.x * 256u + lid.x;
+  if (c >= pr.cols) { return; }
+  let bc = b[c];
+  let r0 = wid.y * RPW;
+  let rend = min(r0 + RPW, pr.rows);
+  for (var r = r0; r < rend; r++) {
+    let i = pr.w_off + r * pr.cols + c;
+    w[i] = TW(fma(pr.alpha * a[pr.row0 + r], bc, f32(w[i])));
+  }
+}
+override RPW: u32 = 16u;

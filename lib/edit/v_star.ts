@@ -101,16 +101,19 @@ export async function computeVStar(
   const klRow = lookupRows[lookupRows.length - 1];
   const nRewrite = rows.length - 1;
 
-  // targets and weights per flat row: mean over rewriting rows of the per-token-mean NLL
-  const T = batch.batch * batch.seq;
-  const targets = new Int32Array(T).fill(-1);
-  const weights = new Float32Array(T);
+  // Logits are formed only for the rows the loss reads: every target position and the KL row.
+  // targets and weights per logit row: mean over rewriting rows of the per-token-mean NLL.
+  const flat: number[] = [], tgt: number[] = [], wts: number[] = [];
   rows.slice(0, nRewrite).forEach((r, i) => {
     r.targetPositions.forEach((p, j) => {
-      targets[i * batch.seq + p] = targetIds[j];
-      weights[i * batch.seq + p] = 1 / (nRewrite * targetIds.length);
+      flat.push(i * batch.seq + p), tgt.push(targetIds[j]), wts.push(1 / (nRewrite * targetIds.length));
     });
   });
+  const klLogitRow = flat.length;
+  flat.push(klRow), tgt.push(-1), wts.push(0);
+  const logitRows = Uint32Array.from(flat);
+  const targets = Int32Array.from(tgt), weights = Float32Array.from(wts);
+  const T = logitRows.length;
 
   // Layers ≤ L once: the residual after block L without δ, and target_init.
   const pre = await net.prefix(batch, L, { layer: L, readRows: lookupRows.subarray(0, 1) });
@@ -135,12 +138,12 @@ export async function computeVStar(
       const dT = Tensor.from(gpu, Float32Array.from(delta), [dModel], "f32", { name: "delta" });
       await addToRows(x, dT, lookupRows);
       dT.dispose();
-      const taped = await forwardWithTape(net, x, L + 1, batch);
+      const taped = await forwardWithTape(net, x, L + 1, batch, logitRows);
       const nllRes = await tokenNll(taped.logits, targets, { weights });
       let nll = 0;
       for (let r = 0; r < T; r++) nll += weights[r] * nllRes.nll[r];
-      if (!initLogProbs) initLogProbs = await logSoftmax(taped.logits, Uint32Array.of(klRow));
-      const klRes = await klDivergence(taped.logits, klRow, initLogProbs.reshape([net.config.vocabSize]), {
+      if (!initLogProbs) initLogProbs = await logSoftmax(taped.logits, Uint32Array.of(klLogitRow));
+      const klRes = await klDivergence(taped.logits, klLogitRow, initLogProbs.reshape([net.config.vocabSize]), {
         weight: s.klFactor,
         into: nllRes.dLogits,
       });

@@ -4,7 +4,8 @@
  * No weight gradients are formed. Gradients are f32 whatever the storage precision.
  * @module
  */
-import type { Tensor } from "../gpu/tensor.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { gatherRows, scatterAddRows } from "../ops/embedding.ts";
 import { linearT } from "../ops/matmul.ts";
 import { layerNormBackward, rmsNormBackward } from "../ops/norm.ts";
 import { addInPlace, geluNewBackward, siluMulBackward } from "../ops/activation.ts";
@@ -15,8 +16,10 @@ import { type BlockTape, disposeTape, moveTo, type Norm, type TokenBatch, type T
 
 /** The result of {@link forwardWithTape}. */
 export interface TapedForward {
-  /** f32 logits [T, V] of every row. */
+  /** f32 logits [rows, V] of the selected rows (all T rows when none were selected). */
   logits: Tensor;
+  /** The selected rows (flat indices), or null for all. */
+  rows: Uint32Array | null;
   /** Tapes of blocks `from` … last. */
   tapes: BlockTape[];
   /** Input of the final norm. */
@@ -26,9 +29,16 @@ export interface TapedForward {
 
 /**
  * Runs blocks `from`… of `net` on `x` (the residual stream entering block `from`; consumed) keeping a tape,
- * then the final norm and LM head on every row.
+ * then the final norm and LM head on the selected rows (all rows when `rows` is null). Selecting only the
+ * rows a loss reads saves most of the LM head's work on large vocabularies.
  */
-export async function forwardWithTape(net: Transformer, x: Tensor, from: number, b: TokenBatch): Promise<TapedForward> {
+export async function forwardWithTape(
+  net: Transformer,
+  x: Tensor,
+  from: number,
+  b: TokenBatch,
+  rows: Uint32Array | null = null,
+): Promise<TapedForward> {
   const tapes: BlockTape[] = [];
   for (let i = from; i < net.blocks.length; i++) {
     x = await moveTo(x, net.deviceOf(i));
@@ -37,9 +47,9 @@ export async function forwardWithTape(net: Transformer, x: Tensor, from: number,
     tapes.push(tape as BlockTape);
   }
   const xFinal = await cast(x, x.dtype);
-  const logits = await net.head(x, new Uint32Array(0), true);
+  const logits = await net.head(x, rows ?? new Uint32Array(0), rows === null);
   x.dispose();
-  return { logits, tapes, xFinal, from };
+  return { logits, rows, tapes, xFinal, from };
 }
 
 async function normBackward(net: Transformer, x: Tensor, n: Norm, dy: Tensor): Promise<Tensor> {
@@ -126,7 +136,17 @@ export async function backwardFromLogits(
 ): Promise<Tensor> {
   const dHf = await linearT(dLogits, net.lmHead.w, { layout: net.lmHead.layout, outDtype: "f32" });
   dLogits.dispose();
-  let d = await normBackward(net, taped.xFinal, net.finalNorm, dHf);
+  let d: Tensor;
+  if (taped.rows) {
+    const xSel = await gatherRows(taped.xFinal, taped.rows, { outDtype: taped.xFinal.dtype });
+    const dSel = await normBackward(net, xSel, net.finalNorm, dHf);
+    xSel.dispose();
+    d = Tensor.zeros(dSel.gpu, taped.xFinal.shape, "f32", { name: "dx" });
+    await scatterAddRows(d, dSel, taped.rows);
+    dSel.dispose();
+  } else {
+    d = await normBackward(net, taped.xFinal, net.finalNorm, dHf);
+  }
   dHf.dispose();
   for (let j = taped.tapes.length - 1; j >= 0; j--) {
     const i = taped.from + j;

@@ -4,7 +4,8 @@
  *
  * Each 64-column block step gathers the block column into a compact panel, factors its diagonal
  * block in one workgroup (checking every pivot), solves the rows below against it, writes the panel
- * back and subtracts its symmetric rank-64 product from the trailing lower triangle (64×64 tiles).
+ * back and subtracts its symmetric rank-64 product from the trailing lower triangle (the Gram kernels
+ * of lib/ops/covariance.ts, with the panel stored transposed).
  * C and L may be row-chunked (d = 16384 is 1 GiB in f32, eight 128 MiB chunks); the panel
  * (d × 64 f32) and the diagonal blocks (d × 64 f32) are single buffers of at most 4 MiB each.
  * Solves run a blocked forward substitution with L and a backward one with Lᵀ.
@@ -13,6 +14,7 @@
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { words } from "./_chunks.ts";
+import { dispatchGram, type GramKernel, gramPipeline } from "./covariance.ts";
 
 /** Block width of the factorisation (the WGSL constant NB). */
 export const CHOLESKY_BLOCK = 64;
@@ -28,6 +30,8 @@ export interface CholeskyOptions {
    * is then `c` itself. Default false: C is left unchanged.
    */
   inPlace?: boolean;
+  /** Kernel of the trailing (Gram) update, see {@link GramKernel} (default `auto`). */
+  kernel?: GramKernel;
 }
 
 /** A run of rows [row, row + rows) of a chunked tensor lying in one chunk. */
@@ -64,7 +68,6 @@ function params(
     blk?: number;
     nrhs?: number;
     lambda?: number;
-    c0?: number;
   },
 ): Uint32Array {
   return words(
@@ -77,7 +80,7 @@ function params(
     p.blk ?? 0,
     p.nrhs ?? 0,
     { f: p.lambda ?? 0 },
-    p.c0 ?? 0,
+    0,
     0,
     0,
   );
@@ -201,8 +204,9 @@ export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Pro
   try {
     gpu.write(status, 0, new Uint32Array(4));
     if (ownsL) for (let i = 0; i < c.chunks.length; i++) gpu.copy(c.chunks[i], 0, l.chunks[i], 0, c.chunkRows(i) * d * 4);
-    const names = ["add_diag", "gather", "diag", "trsm", "scatter", "syrk", "tril"];
-    const [addDiag, gather, diagP, trsm, scatter, syrk, tril] = await Promise.all(names.map((e) => pipe(l, e)));
+    const names = ["add_diag", "gather", "diag", "trsm", "scatter", "tril"];
+    const [addDiag, gather, diagP, trsm, scatter, tril] = await Promise.all(names.map((e) => pipe(l, e)));
+    const gram = await gramPipeline(gpu, "f32", opts.kernel);
     if (damping !== 0) {
       for (const s of rowRuns(l, 0, d, MAX_GRID * 256)) {
         gpu.dispatch(op, addDiag, [l.chunks[s.chunk]], [Math.ceil(s.rows / 256)], params({
@@ -242,17 +246,23 @@ export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Pro
         }));
       }
       if (d - k > m) {
-        for (const s of rowRuns(l, k + m, d, MAX_GRID * 64)) {
-          const colTiles = Math.ceil((s.row + s.rows - (k + m)) / 64);
-          gpu.dispatch(op, syrk, [l.chunks[s.chunk], panel], [colTiles, Math.ceil(s.rows / 64)], params({
-            d,
-            k,
-            m,
-            r0: s.row,
+        // trailing update A[i, j] -= Σ_p PT[p, i − k]·PT[p, j − k], k + m ≤ j ≤ i: a Gram update of PT
+        for (const s of rowRuns(l, k + m, d, MAX_GRID * gram.tile)) {
+          dispatchGram(gpu, op, gram, panel, l.chunks[s.chunk], {
+            n: m,
+            ldx: d,
+            xOff: 0,
+            xshift: k,
+            xcols: d - k,
+            grow0: s.row,
             rows: s.rows,
-            off: s.offset,
             c0: k + m,
-          }));
+            cols: s.row + s.rows - (k + m),
+            cOff: s.offset,
+            ldc: d,
+            mode: 2,
+            sign: -1,
+          });
         }
       }
     }

@@ -53,23 +53,28 @@ function uploadU32(gpu: Gpu, data: number[], op: string): GPUBuffer {
   return buf;
 }
 
-/** out[t] (=|+=) src[srcRows[t]] for t in [0, n), walking the row chunks of both tensors. */
+/**
+ * out[outRows[t]] (=|+=) src[srcRows[t]] for t in [0, n), walking the row chunks of both tensors
+ * (`outRows` defaults to t). Output rows must be distinct.
+ */
 async function gatherInto(
   op: string,
   src: Tensor,
   srcRows: ArrayLike<number>,
   out: Tensor,
   acc: boolean,
+  outRows?: ArrayLike<number>,
 ): Promise<void> {
   const gpu = src.gpu;
   const d = src.shape[1];
   const groups = new Map<string, { s: number; o: number; pairs: number[] }>();
   for (let t = 0; t < srcRows.length; t++) {
-    const s = Math.floor(srcRows[t] / src.rowsPerChunk), o = Math.floor(t / out.rowsPerChunk);
+    const ot = outRows ? outRows[t] : t;
+    const s = Math.floor(srcRows[t] / src.rowsPerChunk), o = Math.floor(ot / out.rowsPerChunk);
     const key = `${s},${o}`;
     let g = groups.get(key);
     if (!g) groups.set(key, g = { s, o, pairs: [] });
-    g.pairs.push(srcRows[t] - s * src.rowsPerChunk, t - o * out.rowsPerChunk);
+    g.pairs.push(srcRows[t] - s * src.rowsPerChunk, ot - o * out.rowsPerChunk);
   }
   const pipe = await pipeline(gpu, "gather", { TT: src.dtype, TO: out.dtype });
   for (const g of groups.values()) {
@@ -78,6 +83,22 @@ async function gatherInto(
     gpu.dispatch(op, pipe, [src.chunks[g.s], buf, out.chunks[g.o]], grid1d(n, 1), words(n, d, acc ? 1 : 0));
     gpu.release(buf);
   }
+}
+
+/**
+ * `dst[rows[i]] += src[i]` for the rows of a `[n, d]` tensor into a `[N, d]` tensor, in place (the
+ * backward of {@link gatherRows}). Rows must be distinct.
+ */
+export async function scatterAddRows(dst: Tensor, src: Tensor, rows: Uint32Array): Promise<void> {
+  const op = "scatterAddRows";
+  const d = check2d(op, dst, "dst");
+  if (check2d(op, src, "src") !== d || src.shape[0] !== rows.length) {
+    throw new GpuError(op, `src must be [${rows.length}, ${d}], got [${src.shape}]`);
+  }
+  if (src.gpu !== dst.gpu) throw new GpuError(op, "src lives on another device");
+  checkRows(op, rows, dst.shape[0], "rows");
+  if (new Set(rows).size !== rows.length) throw new GpuError(op, "rows must be distinct");
+  await gatherInto(op, src, Uint32Array.from({ length: rows.length }, (_, i) => i), dst, true, rows);
 }
 
 /**

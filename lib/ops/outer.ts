@@ -68,8 +68,9 @@ export async function outerUpdate(
   }
   if (rows === 0 || cols === 0) return;
   const gpu = w.gpu;
-  const pipe = await gpu.pipeline({ family: "outer", entry: "rank_one", types: { TW: w.dtype } });
-  const groupsX = Math.ceil(cols / 256);
+  const pipe = await gpu.pipeline({ family: "outer", entry: Deno.env.get("OUTER_ENTRY") ?? "rank_one", constants: Deno.env.get("OUTER_ENTRY") === "rank_one_rows" ? { RPW: Number(Deno.env.get("RPW")) } : undefined, types: { TW: w.dtype } });
+  const ent = Deno.env.get("OUTER_ENTRY") ?? "rank_one";
+  const groupsX = Math.ceil(cols / (ent === "rank_one_x4" ? 1024 : 256));
   for (const s of rowSegments([w])) {
     for (let r = 0; r < s.rows; r += MAX_ROWS_PER_DISPATCH) {
       const n = Math.min(MAX_ROWS_PER_DISPATCH, s.rows - r);
@@ -77,7 +78,7 @@ export async function outerUpdate(
         op,
         pipe,
         [w.chunks[s.at[0].chunk], a.buffer, b.buffer],
-        [groupsX, n],
+        [groupsX, ent === "rank_one_rows" ? Math.ceil(n / Number(Deno.env.get("RPW"))) : n],
         words(cols, n, s.row + r, s.at[0].offset + r * cols, { f: alpha }),
       );
     }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type Gpu, GpuError, Tensor } from "../../lib/gpu/mod.ts";
-import { choleskyFactor } from "../../lib/ops/cholesky.ts";
+import { choleskyFactor, type CholeskyOptions } from "../../lib/ops/cholesky.ts";
 import {
   choleskyReference,
   choleskySolveReference,
@@ -174,7 +174,7 @@ async function factorAndSolve(
   d: number,
   seed: number,
   label: string,
-  opts: { damping?: number; inPlace?: boolean } = {},
+  opts: CholeskyOptions = {},
 ): Promise<number> {
   const tc = Tensor.from(gpu, c, [d, d], "f32");
   const f = await choleskyFactor(tc, opts);
@@ -207,7 +207,11 @@ async function factorAndSolve(
 
 Deno.test("choleskyFactor + solve: odd sizes, backward error within γ bounds, forward error vs f64", async () => {
   const gpu = await testGpu();
-  for (const d of [1, 3, 17, 65, 130]) await factorAndSolve(gpu, spd(d, d), d, d + 7, `d=${d}`);
+  for (const kernel of ["tiled", "direct"] as const) {
+    for (const d of [1, 3, 17, 65, 130]) {
+      await factorAndSolve(gpu, spd(d, d), d, d + 7, `d=${d} ${kernel}`, { kernel });
+    }
+  }
 });
 
 Deno.test("choleskyFactor: ill-conditioned covariances (cond ~7e4 as in ROME's, and ~4e6)", async () => {

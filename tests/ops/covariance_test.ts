@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
+import { type Gpu, GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import type { DType } from "../../lib/gpu/dtype.ts";
 import { covarianceAccumulate, type GramKernel, MAX_ROWS_PER_DISPATCH } from "../../lib/ops/covariance.ts";
 import { covarianceReference } from "../../lib/ops/linalg_reference.ts";
@@ -48,7 +48,7 @@ function checkCov(got: Float32Array, c0: Float32Array | null, xs: Float32Array[]
 }
 
 async function runCase(
-  gpuOpts: { maxBindingBytes?: number },
+  gpu: Gpu,
   d: number,
   ns: number[],
   dtype: DType,
@@ -57,7 +57,6 @@ async function runCase(
   kernel: GramKernel = "auto",
   expectChunks = false,
 ): Promise<void> {
-  const gpu = await testGpu(gpuOpts);
   const c0 = seed % 2 ? symmetric(d, seed) : null;
   const tc = c0 ? Tensor.from(gpu, c0, [d, d], "f32") : Tensor.zeros(gpu, [d, d], "f32");
   const xs: Float32Array[] = [];
@@ -73,35 +72,38 @@ async function runCase(
   const got = await tc.read();
   tc.dispose();
   checkCov(got, c0, xs, d, `cov d=${d} n=${ns} ${dtype} symmetric=${symmetricMode} ${kernel}`);
-  if (Object.keys(gpuOpts).length) await gpu.destroy();
 }
 
 Deno.test("covarianceAccumulate matches the f64 reference: odd sizes, f32/f16 X, both modes and kernels", async () => {
+  const gpu = await testGpu();
   let seed = 1;
   for (const kernel of ["tiled", "direct"] as const) {
     for (const dtype of ["f32", "f16"] as const) {
       for (const [d, ns] of [[1, [1]], [3, [5, 2]], [17, [33]], [65, [70]], [130, [17, 100]]] as const) {
-        for (const sym of [false, true]) await runCase({}, d, [...ns], dtype, sym, seed++, kernel);
+        for (const sym of [false, true]) await runCase(gpu, d, [...ns], dtype, sym, seed++, kernel);
       }
     }
   }
 });
 
 Deno.test("covarianceAccumulate: default mode and more rows than one dispatch sums", async () => {
-  await runCase({}, 19, [MAX_ROWS_PER_DISPATCH + 37], "f32", undefined, 41);
-  await runCase({}, 70, [130], "f16", undefined, 42);
+  const gpu = await testGpu();
+  await runCase(gpu, 19, [MAX_ROWS_PER_DISPATCH + 37], "f32", undefined, 41);
+  await runCase(gpu, 70, [130], "f16", undefined, 42);
 });
 
 Deno.test("covarianceAccumulate walks row chunks of C and X (tiny binding caps)", async () => {
+  // C rows are 150 f32 (600 B): a 7-row cap gives 22 C chunks, not aligned to the tiles
+  const gpu = await testGpu({ maxBindingBytes: 600 * 7 });
   let seed = 60;
   for (const kernel of ["tiled", "direct"] as const) {
     for (const dtype of ["f32", "f16"] as const) {
       for (const sym of [false, true]) {
-        // C rows are 150 f32 (600 B): a 7-row cap gives 22 C chunks, not aligned to the tiles
-        await runCase({ maxBindingBytes: 600 * 7 }, 150, [77, 20], dtype, sym, seed++, kernel, true);
+        await runCase(gpu, 150, [77, 20], dtype, sym, seed++, kernel, true);
       }
     }
   }
+  await gpu.destroy();
 });
 
 Deno.test("covarianceAccumulate rejects wrong shapes and dtypes", async () => {

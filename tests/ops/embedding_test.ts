@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
-import { addToRows, embedding, gatherRows, sumRows } from "../../lib/ops/embedding.ts";
+import { addToRows, embedding, gatherRows, scatterAddRows, sumRows } from "../../lib/ops/embedding.ts";
 import { embeddingRef } from "../../lib/ops/transformer_reference.ts";
 import { assertClose, randArray, rng, roundF16, testGpu } from "../_util.ts";
 
@@ -143,4 +143,26 @@ Deno.test("embedding ops reject out-of-range ids and wrong shapes with a GpuErro
     GpuError,
   );
   await assert.rejects(() => sumRows(Tensor.zeros(gpu, [5], "f32"), Uint32Array.from([0])), GpuError);
+});
+
+Deno.test("scatterAddRows is the transpose of gatherRows (chunked, f32 and f16)", async () => {
+  for (const dtype of ["f32", "f16"] as const) {
+    const gpu = await testGpu({ maxBindingBytes: 7 * 5 * 4 });
+    const N = 23, d = 5;
+    const base = randArray(N * d, 11), src = randArray(4 * d, 12);
+    const rows = Uint32Array.of(22, 0, 9, 15);
+    const dst = Tensor.from(gpu, base, [N, d], dtype);
+    assert.ok(dst.chunks.length > 1);
+    await scatterAddRows(dst, Tensor.from(gpu, src, [4, d], "f32"), rows);
+    const want = (dtype === "f16" ? roundF16(base) : base).slice();
+    rows.forEach((r, i) => {
+      for (let j = 0; j < d; j++) want[r * d + j] += src[i * d + j];
+    });
+    // one rounding of the sum (|values| ≤ 2) to the storage type
+    assertClose(await dst.read(), want, dtype === "f16" ? 2 * 2 ** -11 : 2 * 2 ** -24, 0, `scatter ${dtype}`);
+    const g = await gatherRows(dst, rows);
+    assertClose(await g.read(), rows.reduce((acc: number[], r) => acc.concat(Array.from(want.slice(r * d, r * d + d))), []), dtype === "f16" ? 2 * 2 ** -11 : 2 * 2 ** -24, 0, "gather back");
+    await assert.rejects(() => scatterAddRows(dst, Tensor.from(gpu, src, [4, d], "f32"), Uint32Array.of(1, 1, 2, 3)), /distinct/);
+    await gpu.destroy();
+  }
 });
