@@ -2,10 +2,15 @@
  * keg — knowledge editing (ROME, R-ROME) on WebGPU.
  *
  * ```ts
- * import { Gpu, Tensor } from "./mod.ts";
- * const gpu = await Gpu.open();
+ * import { edit, loadHparams, loadModel } from "./mod.ts";
+ * const model = await loadModel("../shared/models/tiny-gpt2-counterfact", { precision: "mixed" });
+ * const hp = await loadHparams("configs/R-ROME/tiny-gpt2-counterfact.yaml");
+ * const r = await edit(model, hp, { prompt: "{} is located in", subject: "Angola", target_new: "Antarctica" });
+ * console.log(r.vSteps.at(-1), r.rankOne.divisionFactor);
  * ```
  * @module
  */
 export * from "./lib/gpu/mod.ts";
 export * from "./lib/ops/mod.ts";
+export * from "./lib/model/mod.ts";
+export * from "./lib/edit/mod.ts";

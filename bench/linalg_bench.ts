@@ -2,7 +2,8 @@
  * Benchmarks of the edit-math kernels: rank-one update (GB/s), covariance accumulation (GFLOP/s) and
  * Cholesky factor + solve (GFLOP/s), f32 and f16 side by side, each with its max error against an f64
  * reference. Run: `deno bench -A bench/linalg_bench.ts`. Sizes via KEG_BENCH_OUTER (W is N×N),
- * KEG_BENCH_COV ("n,d") and KEG_BENCH_CHOL (d); the defaults finish in seconds on lavapipe.
+ * KEG_BENCH_COV ("n,d") and KEG_BENCH_CHOL (comma-separated d values); the defaults finish in about
+ * a minute on lavapipe (most of it the f64 references).
  *
  * The table printed first comes from its own timed loop (each iteration waits for the GPU); the
  * `deno bench` rows time the same work.
@@ -23,7 +24,7 @@ import { outerUpdate } from "../lib/ops/outer.ts";
 const env = (k: string, dflt: string) => Deno.env.get(k) ?? dflt;
 const OUTER_N = Number(env("KEG_BENCH_OUTER", "4096"));
 const [COV_N, COV_D] = env("KEG_BENCH_COV", "1024,1024").split(",").map(Number);
-const CHOL_D = Number(env("KEG_BENCH_CHOL", "1024"));
+const CHOL_D = env("KEG_BENCH_CHOL", "1024,2048").split(",").map(Number);
 
 const gpu = await Gpu.open({ quiet: true });
 
@@ -121,26 +122,29 @@ for (const [dt, sym] of [["f32", true], ["f16", true], ["f32", false]] as const)
   covCases.push({ dt, sym, c, x });
 }
 
-// ---- Cholesky: C = AᵀA/n + 1e-3·I (cond ~ 1e2–1e3), factor d³/3 flops, solve 2·d² per right-hand side
-const d = CHOL_D;
-const a = rand(2 * d * d, 5);
-const { c: c64 } = covarianceReference(null, a, 2 * d, d);
-const cF = Float32Array.from(c64, (v, i) => v / (2 * d) + (i % (d + 1) === 0 ? 1e-3 : 0));
-const cT = Tensor.from(gpu, cF, [d, d], "f32");
-const b0 = rand(d, 6);
-const bT = Tensor.from(gpu, b0, [d], "f32");
-{
-  const f = await choleskyFactor(cT);
-  const x = await (await f.solve(bT)).read();
-  const want = choleskySolveReference(choleskyReference(cF, d), b0, d);
+// ---- Cholesky: C = XᵀX/n + λI with X [2d, d] (built on the GPU; cond ~1e2–1e3), factor d³/3 flops,
+// solve 2·d² per right-hand side. The error is the solve's against an f64 factor + solve of the same C.
+const cholCases: { d: number; c: Tensor; b: Tensor }[] = [];
+for (const d of CHOL_D) {
+  const n = 2 * d, lambda = 1e-3;
+  const x = Tensor.from(gpu, rand(n * d, 5 + d, 1 / Math.sqrt(n)), [n, d], "f32");
+  const cT = Tensor.zeros(gpu, [d, d], "f32");
+  await covarianceAccumulate(cT, x);
+  x.dispose();
+  const cF = await cT.read();
+  const b0 = rand(d, 6);
+  const bT = Tensor.from(gpu, b0, [d], "f32");
+  const f = await choleskyFactor(cT, { damping: lambda });
+  const xs = await (await f.solve(bT)).read();
+  f.dispose();
+  const want = choleskySolveReference(choleskyReference(cF, d, lambda), b0, d);
   let err = 0, mx = 0;
   for (let i = 0; i < d; i++) {
-    err = Math.max(err, Math.abs(x[i] - want[i]));
+    err = Math.max(err, Math.abs(xs[i] - want[i]));
     mx = Math.max(mx, Math.abs(want[i]));
   }
-  f.dispose();
-  const sf = await time(async () => (await choleskyFactor(cT)).dispose(), 3);
-  const f2 = await choleskyFactor(cT);
+  const sf = await time(async () => (await choleskyFactor(cT, { damping: lambda })).dispose(), 3);
+  const f2 = await choleskyFactor(cT, { damping: lambda });
   const ss = await time(async () => (await f2.solve(bT)).dispose(), 5);
   f2.dispose();
   rows.push({
@@ -159,6 +163,7 @@ const bT = Tensor.from(gpu, b0, [d], "f32");
     rate: `${((2 * d * d) / ss / 1e9).toFixed(2)} GFLOP/s`,
     error: "(same solve)",
   });
+  cholCases.push({ d, c: cT, b: bT });
 }
 
 console.log(`\nkeg linalg kernels on ${gpu.report.description}`);
@@ -168,6 +173,8 @@ for (const { dt, w, u, v } of outerCases) {
   Deno.bench({
     name: `outerUpdate W ${OUTER_N}×${OUTER_N} ${dt}`,
     group: "outer",
+    n: 10,
+    warmup: 1,
     async fn() {
       await outerUpdate(w, u, v, 1e-3, { layout: "in_out" });
       await gpu.sync();
@@ -178,25 +185,33 @@ for (const { dt, sym, c, x } of covCases) {
   Deno.bench({
     name: `covarianceAccumulate n=${COV_N} d=${COV_D} X ${dt}${sym ? "" : " full"}`,
     group: "covariance",
+    n: 3,
+    warmup: 1,
     async fn() {
       await covarianceAccumulate(c, x, { symmetric: sym });
       await gpu.sync();
     },
   });
 }
-Deno.bench({
-  name: `choleskyFactor d=${d}`,
-  group: "cholesky",
-  async fn() {
-    (await choleskyFactor(cT)).dispose();
-  },
-});
-const benchFactor = await choleskyFactor(cT);
-Deno.bench({
-  name: `CholeskyFactor.solve d=${d}`,
-  group: "cholesky",
-  async fn() {
-    (await benchFactor.solve(bT)).dispose();
-    await gpu.sync();
-  },
-});
+for (const { d, c, b } of cholCases) {
+  Deno.bench({
+    name: `choleskyFactor d=${d}`,
+    group: "cholesky",
+    n: 3,
+    warmup: 1,
+    async fn() {
+      (await choleskyFactor(c, { damping: 1e-3 })).dispose();
+    },
+  });
+  const factor = await choleskyFactor(c, { damping: 1e-3 });
+  Deno.bench({
+    name: `CholeskyFactor.solve d=${d}`,
+    group: "cholesky",
+    n: 10,
+    warmup: 1,
+    async fn() {
+      (await factor.solve(b)).dispose();
+      await gpu.sync();
+    },
+  });
+}

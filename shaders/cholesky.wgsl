@@ -25,8 +25,8 @@ struct Params {
   nrhs: u32, // right-hand sides (columns of X)
   lambda: f32,
   _p0: u32,
-  _p3: u32,
   _p1: u32,
+  _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> pr: Params;

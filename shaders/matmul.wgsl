@@ -15,6 +15,7 @@
 //   mm_tiled   16×16 register blocks (4×4 matrices), workgroup 8×8 threads; each 128×16 (A) and 16×128 (B)
 //              K-tile is first staged in workgroup memory by the whole workgroup (the usual GPU design:
 //              every global element is read once per workgroup instead of once per thread).
+//   mm_skinny  for m ≤ 32: 4×16 blocks, workgroup 32×1 covering 4 rows × 512 columns of C.
 //   mm_naive   one thread per output element (the baseline for the benchmark; also handy for debugging).
 // mm_direct and mm_tiled: one workgroup per 128×128 tile of C; dispatch
 // (ceil(n/128), ceil(m/128), batch). mm_naive: workgroup 16×16, dispatch (ceil(n/16), ceil(m/16), batch).
@@ -314,6 +315,43 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   store_blk(cbase, m + 28u, n + 4u, c71);
   store_blk(cbase, m + 28u, n + 8u, c72);
   store_blk(cbase, m + 28u, n + 12u, c73);
+}
+
+// ---- skinny kernel for few rows (m ≤ 32) --------------------------------------------------------------
+
+// Each thread owns a 4×16 block of C; workgroup 32×1 threads covers 4 rows × 512 columns. With few rows
+// a 128-row tile would compute mostly discarded rows; here op(B) (usually a weight) is read once per 4
+// rows of C. Dispatch (ceil(n/512), ceil(m/4), batch).
+@compute @workgroup_size(32, 1)
+fn mm_skinny(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let abase = p.a_off + wid.z * p.a_bs;
+  let bbase = p.b_off + wid.z * p.b_bs;
+  let m = wid.y * 4u;
+  let n = wid.x * 512u + lid.x * 16u;
+  var c0 = mat4x4<f32>();
+  var c1 = mat4x4<f32>();
+  var c2 = mat4x4<f32>();
+  var c3 = mat4x4<f32>();
+  let kfull = p.k & ~3u;
+  for (var k = 0u; k < kfull; k += 4u) {
+    let a = a_blk(abase, m, k);
+    c0 += b_blk(bbase, k, n) * a;
+    c1 += b_blk(bbase, k, n + 4u) * a;
+    c2 += b_blk(bbase, k, n + 8u) * a;
+    c3 += b_blk(bbase, k, n + 12u) * a;
+  }
+  if (kfull < p.k) {
+    let a = a_blk_masked(abase, m, kfull);
+    c0 += b_blk_masked(bbase, kfull, n) * a;
+    c1 += b_blk_masked(bbase, kfull, n + 4u) * a;
+    c2 += b_blk_masked(bbase, kfull, n + 8u) * a;
+    c3 += b_blk_masked(bbase, kfull, n + 12u) * a;
+  }
+  let cbase = p.c_off + wid.z * p.c_bs;
+  store_blk(cbase, m, n, c0);
+  store_blk(cbase, m, n + 4u, c1);
+  store_blk(cbase, m, n + 8u, c2);
+  store_blk(cbase, m, n + 12u, c3);
 }
 
 // ---- workgroup-memory tiled kernel ----------------------------------------------------------------------

@@ -1,8 +1,12 @@
-// Rank-one update in place: W[r, c] += alpha · a[r] · b[c], f32 math, one rounding when storing W.
-// Aliases set by the host: TW (storage of W: f16 or f32). a and b are f32.
+// Rank-one update in place: W[r, c] += alpha · a[r] · b[c], f32 math (one fma), one rounding when
+// storing W. Aliases set by the host: TW (storage of W: f16 or f32). a and b are f32.
 // The host maps ROME's (u, v) onto (a, b) by W's layout (lib/ops/outer.ts) and walks W's row chunks:
 // one dispatch covers `rows` whole rows of one chunk, starting at global row `row0` (index into a)
-// and at element `w_off` of that chunk. Grid: x over columns (256 per workgroup), y over rows.
+// and at element `w_off` of that chunk. Grid: x over columns (one thread per column, 256 per
+// workgroup), y over blocks of ROWS rows (each thread walks its column down those rows, so b[c] is
+// read once and consecutive threads touch consecutive elements).
+
+const ROWS: u32 = 16u;
 
 struct Params {
   cols: u32,
@@ -23,37 +27,12 @@ struct Params {
 @compute @workgroup_size(256)
 fn rank_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let c = wid.x * 256u + lid.x;
-  let r = wid.y;
-  if (c >= pr.cols || r >= pr.rows) { return; }
-  let s = pr.alpha * a[pr.row0 + r];
-  let i = pr.w_off + r * pr.cols + c;
-  w[i] = TW(fma(s, b[c], f32(w[i])));
-}
-
-@compute @workgroup_size(256)
-fn rank_one_x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let c0 = (wid.x * 256u + lid.x) * 4u;
-  let r = wid.y;
-  if (c0 >= pr.cols || r >= pr.rows) { return; }
-  let s = pr.alpha * a[pr.row0 + r];
-  let base = pr.w_off + r * pr.cols;
-  let cend = min(c0 + 4u, pr.cols);
-  for (var c = c0; c < cend; c++) {
-    w[base + c] = TW(fma(s, b[c], f32(w[base + c])));
-  }
-}
-
-// rows loop: thread per column, 16 rows per workgroup-y
-@compute @workgroup_size(256)
-fn rank_one_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let c = wid.x * 256u + lid.x;
   if (c >= pr.cols) { return; }
   let bc = b[c];
-  let r0 = wid.y * RPW;
-  let rend = min(r0 + RPW, pr.rows);
+  let r0 = wid.y * ROWS;
+  let rend = min(r0 + ROWS, pr.rows);
   for (var r = r0; r < rend; r++) {
     let i = pr.w_off + r * pr.cols + c;
     w[i] = TW(fma(pr.alpha * a[pr.row0 + r], bc, f32(w[i])));
   }
 }
-override RPW: u32 = 16u;

@@ -12,7 +12,8 @@ import { adapterReport, memoryReport } from "./report.ts";
 export const GENERATE_USAGE: string = `keg generate --model <dir|hub id> --prompt "text" [options]
   --max-new N         tokens to generate (default 20)
   --precision P       f32 | f16 | mixed (default f32)
-  --devices N|MAP     number of devices, or a layer→device map like 0,0,0,1,1,1 (default 1)`;
+  --devices N|MAP     number of devices, or a layer→device map like 0,0,0,1,1,1 (default 1)
+  --no-kv-cache       recompute the whole sequence each step instead of decoding with a KV cache`;
 
 /** Runs the command. */
 export async function generateCommand(args: string[]): Promise<void> {
@@ -22,6 +23,7 @@ export async function generateCommand(args: string[]): Promise<void> {
     "max-new": { type: "string" },
     precision: { type: "string" },
     devices: { type: "string" },
+    "no-kv-cache": { type: "boolean" },
   });
   const modelName = required("generate", v, "model");
   const prompt = required("generate", v, "prompt");
@@ -40,12 +42,15 @@ export async function generateCommand(args: string[]): Promise<void> {
       maxNewTokens: maxNew,
       eosId: tok.eosId,
       maxPositions: model.config.maxPositions,
+      kvCache: !v["no-kv-cache"],
     });
     const genS = (performance.now() - t1) / 1000;
     console.log(prompt + tok.decode(out));
     console.error(
       `${model.config.modelType}, ${precision}, ${model.net.devices.length} device(s): load ${loadS.toFixed(2)} s, ` +
-        `${out.length} tokens in ${genS.toFixed(2)} s (${(out.length / genS).toFixed(1)} tok/s)`,
+        `${out.length} tokens in ${genS.toFixed(2)} s (${(out.length / genS).toFixed(1)} tok/s, ${
+          v["no-kv-cache"] ? "recomputed" : "KV cache"
+        })`,
     );
     console.error(memoryReport(model.net));
     const overflow = Object.entries(model.f16Overflow);

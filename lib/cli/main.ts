@@ -4,11 +4,15 @@
  */
 import { UsageError } from "./args.ts";
 import { GENERATE_USAGE, generateCommand } from "./generate.ts";
-import { selfcheckCommand } from "./selfcheck.ts";
+import { SELFCHECK_USAGE, selfcheckCommand } from "./selfcheck.ts";
+import { EDIT_USAGE, editCommand } from "./edit.ts";
+import { STATS_USAGE, statsCommand } from "./stats.ts";
 
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<void>; usage: string }> = {
   generate: { run: generateCommand, usage: GENERATE_USAGE },
-  selfcheck: { run: selfcheckCommand, usage: "keg selfcheck [--model <dir>]  (adapter report, kernel checks, a forward pass)" },
+  selfcheck: { run: selfcheckCommand, usage: SELFCHECK_USAGE },
+  edit: { run: editCommand, usage: EDIT_USAGE },
+  stats: { run: statsCommand, usage: STATS_USAGE },
 };
 
 /** Entry point. */

@@ -5,7 +5,7 @@
  */
 import { padBatch, type Transformer } from "../model/transformer.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
-import { type FactToken, type LocatedPrompt, locate } from "./lookup.ts";
+import { type LookupToken, type LocatedPrompt, locate } from "./lookup.ts";
 
 /** Keys and values of one request. */
 export interface KeyValues {
@@ -38,7 +38,7 @@ export async function computeKeyValues(
   subject: string,
   templates: string[],
   layer: number,
-  factToken: FactToken,
+  factToken: LookupToken,
 ): Promise<KeyValues> {
   const prompts = templates.map((t) => locate(tok, t.replace("{}", prompt), subject, factToken));
   const b = padBatch(prompts.map((p) => p.ids));

@@ -13,13 +13,13 @@ import { choleskyFactor, type CholeskyFactor } from "../ops/cholesky.ts";
 import { countNonFinite } from "../ops/elementwise.ts";
 import type { LoadedModel } from "../model/load.ts";
 import type { Linear, Transformer } from "../model/transformer.ts";
-import type { RomeHparams } from "./hparams.ts";
+import type { RomeHparams, UpdateKind } from "./hparams.ts";
 import { promptText, targetText, type EditRequest } from "./request.ts";
 import { parseFactToken } from "./lookup.ts";
 import { contextTemplates } from "./templates.ts";
 import { computeKeyValues } from "./k_star.ts";
 import { computeVStar, type VStep } from "./v_star.ts";
-import { applyRankOne, computeUpdate, l2, type RankOne, type UpdateKind } from "./update.ts";
+import { applyRankOne, computeUpdate, l2, type RankOne } from "./update.ts";
 import type { Stats } from "./covariance.ts";
 
 /** Wall-clock seconds per stage of one edit. */

@@ -14,9 +14,8 @@ import type { Gpu } from "../gpu/device.ts";
 import type { CholeskyFactor } from "../ops/cholesky.ts";
 import { outerUpdate } from "../ops/outer.ts";
 import type { Linear } from "../model/transformer.ts";
+import type { UpdateKind } from "./hparams.ts";
 
-/** Which update rule. */
-export type UpdateKind = "rome" | "r-rome" | "p-rome";
 
 /** Inputs of {@link computeUpdate}. */
 export interface UpdateInputs {

@@ -13,12 +13,12 @@ import { klDivergence, logSoftmax, tokenNll } from "../ops/loss.ts";
 import { backwardFromLogits, forwardWithTape, type TapedForward } from "../model/backward.ts";
 import { disposeTape, moveTo, padBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
-import { type FactToken, locate } from "./lookup.ts";
+import { type LookupToken, locate } from "./lookup.ts";
 
 /** Settings of the δ optimisation (EasyEdit names in comments). */
 export interface VStarSettings {
   layer: number;
-  factToken: FactToken;
+  factToken: LookupToken;
   /** v_num_grad_steps: forwards at most (Adam steps at most one fewer). */
   steps: number;
   /** v_lr. */
@@ -63,7 +63,7 @@ export function rewritingBatch(
   subject: string,
   targetIds: number[],
   templates: string[],
-  factToken: FactToken,
+  factToken: LookupToken,
 ): { batch: TokenBatch; rows: VStarResult["rows"] } {
   if (targetIds.length === 0) throw new Error("target_new tokenizes to no tokens");
   const tail = tok.decode(targetIds.slice(0, -1));

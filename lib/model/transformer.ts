@@ -12,7 +12,7 @@ import { cast } from "../ops/elementwise.ts";
 import { layerNorm, rmsNorm } from "../ops/norm.ts";
 import { addInPlace, geluNew, siluMul } from "../ops/activation.ts";
 import { addToRows, embedding, gatherRows } from "../ops/embedding.ts";
-import { attention } from "../ops/attention.ts";
+import { attention, KvCache } from "../ops/attention.ts";
 import { applyRotary } from "../ops/rotary.ts";
 import type { ModelConfig } from "./config.ts";
 import type { Layout } from "./architecture.ts";
@@ -138,6 +138,83 @@ export interface ForwardOptions {
   hooks?: MlpHooks;
 }
 
+/** Options for {@link Transformer.forwardCached}. */
+export interface CachedForwardOptions {
+  /** Which rows get logits: all, the last real token of each row (default), or explicit flat rows. */
+  logitRows?: "all" | "last" | Uint32Array;
+  /**
+   * Tokens to keep in the cache per batch row after the step (default `b.lengths`). A row given 0 is
+   * computed but not kept: its next step overwrites the same positions (finished rows of a batch).
+   */
+  keep?: number[];
+}
+
+/**
+ * The KV caches of a whole model for incremental decoding: one {@link KvCache} per layer, each on its
+ * layer's device and in the activation storage type. Batch row b's token at position p sits in row
+ * `b·maxLen + p` of every layer's k and v; `lengths[b]` tokens are stored (the same for every layer).
+ */
+export class ModelKvCache {
+  /** Batch rows. */
+  readonly batch: number;
+  /** Capacity in tokens per batch row. */
+  readonly maxLen: number;
+  /** One single-layer cache per model layer (on that layer's device). */
+  readonly layers: KvCache[];
+
+  /** Allocates the caches of `net`'s layers. */
+  constructor(net: Transformer, batch: number, maxLen: number) {
+    const c = net.config;
+    this.batch = batch;
+    this.maxLen = maxLen;
+    this.layers = [];
+    try {
+      for (let i = 0; i < net.blocks.length; i++) {
+        this.layers.push(
+          new KvCache(net.deviceOf(i), {
+            layers: 1,
+            batch,
+            maxLen,
+            kvHeads: c.numKvHeads,
+            headDim: c.headDim,
+            dtype: net.act,
+          }),
+        );
+      }
+    } catch (e) {
+      this.dispose();
+      throw e;
+    }
+  }
+
+  /** Tokens stored per batch row. */
+  get lengths(): readonly number[] {
+    return this.layers[0].lengths;
+  }
+
+  /** Adds `n` (one count, or one per batch row) to the stored lengths of every layer. */
+  advance(n: number | number[]): void {
+    for (const l of this.layers) l.advance(n);
+  }
+
+  /** Forgets every stored token. */
+  reset(): void {
+    for (const l of this.layers) l.reset();
+  }
+
+  /** Bytes of cache per device index of `net` (k and v of every layer). */
+  bytes(net: Transformer): number[] {
+    const out = net.devices.map(() => 0);
+    for (const l of this.layers) out[net.devices.indexOf(l.k[0].gpu)] += l.k[0].byteLength + l.v[0].byteLength;
+    return out;
+  }
+
+  /** Releases every layer's tensors. */
+  dispose(): void {
+    for (const l of this.layers) l.dispose();
+  }
+}
+
 /** Copies a tensor to another device (through the host) if needed. */
 export async function moveTo(t: Tensor, gpu: Gpu): Promise<Tensor> {
   if (t.gpu === gpu) return t;
@@ -214,12 +291,20 @@ export class Transformer {
     return linear(x, l.w, { layout: l.layout, bias: l.b, outDtype });
   }
 
-  /** Embeds a batch: token embedding (+ learned positions for GPT-2). */
-  async embedTokens(b: TokenBatch): Promise<Tensor> {
+  /**
+   * Embeds a batch: token embedding (+ learned positions for GPT-2). Row r's token s stands at position
+   * `positionOffset[r] + s` (default 0: a prompt from its start). Learned positions past the table are
+   * clamped to its last row: {@link forwardCached} only lets that happen to tokens it does not keep.
+   */
+  async embedTokens(b: TokenBatch, positionOffset?: readonly number[]): Promise<Tensor> {
     const x = await embedding(this.embed, b.ids, { outDtype: this.act });
     if (this.positions) {
+      const last = this.positions.shape[0] - 1;
       const pos = new Uint32Array(b.batch * b.seq);
-      for (let r = 0; r < b.batch; r++) for (let p = 0; p < b.seq; p++) pos[r * b.seq + p] = p;
+      for (let r = 0; r < b.batch; r++) {
+        const off = positionOffset?.[r] ?? 0;
+        for (let p = 0; p < b.seq; p++) pos[r * b.seq + p] = Math.min(off + p, last);
+      }
       await embedding(this.positions, pos, { accumulate: x });
     }
     return x;
@@ -227,7 +312,10 @@ export class Transformer {
 
   /**
    * Runs block `i` on the hidden state `x` in place (x becomes the block's output). With `tape`, the
-   * activations the backward pass needs are kept there instead of being released.
+   * activations the backward pass needs are kept there instead of being released. With `cache`, `b` holds
+   * new tokens that follow the `cache.lengths` stored ones: q and k are rotated at those positions, k and v
+   * are appended to layer i's cache and attention runs over the cache (the caller advances the cache after
+   * the last layer; {@link forwardCached} does all of it).
    */
   async block(
     i: number,
@@ -235,19 +323,39 @@ export class Transformer {
     b: TokenBatch,
     hooks?: MlpHooks,
     tape?: Partial<BlockTape>,
+    cache?: ModelKvCache,
   ): Promise<{ keys?: Tensor; values?: Tensor }> {
     const c = this.config;
     const blk = this.blocks[i];
+    if (cache && tape) throw new Error("Transformer.block: a tape cannot be recorded while decoding with a cache");
     const keep = (t: Tensor, name: keyof BlockTape) => tape ? (tape[name] = t) : t.dispose();
     if (tape) tape.xIn = await cast(x, x.dtype);
     const h = await this.#norm(x, blk.ln1);
     const q = await this.#lin(h, blk.q), k = await this.#lin(h, blk.k), v = await this.#lin(h, blk.v);
     if (c.rotary) {
-      const ro = { batch: b.batch, seq: b.seq, headDim: c.headDim, rotaryDim: c.rotary.dim, theta: c.rotary.theta };
+      const ro = {
+        batch: b.batch,
+        seq: b.seq,
+        headDim: c.headDim,
+        rotaryDim: c.rotary.dim,
+        theta: c.rotary.theta,
+        positionOffset: cache ? [...cache.lengths] : undefined,
+      };
       await applyRotary(q, { ...ro, heads: c.numHeads, interleaved: c.rotary.interleaved });
       await applyRotary(k, { ...ro, heads: c.numKvHeads, interleaved: c.rotary.interleaved });
     }
-    const a = await attention(q, k, v, { ...this.attentionShape(b), outDtype: this.act });
+    let a: Tensor;
+    if (cache) {
+      const kv = cache.layers[i];
+      kv.append(0, k, v, b.seq);
+      a = await attention(q, kv.k[0], kv.v[0], {
+        ...this.attentionShape(b),
+        ...kv.attentionOptions(b.seq),
+        outDtype: this.act,
+      });
+    } else {
+      a = await attention(q, k, v, { ...this.attentionShape(b), outDtype: this.act });
+    }
     keep(q, "q"), keep(k, "k"), keep(v, "v");
     const attnOut = await this.#lin(a, blk.o);
     keep(a, "a");
@@ -350,6 +458,53 @@ export class Transformer {
     if (keys) out.keys = await keys.read(), keys.dispose();
     if (values) out.values = await values.read(), values.dispose();
     return out;
+  }
+
+  /** Allocates per-layer KV caches for `batch` rows of up to `maxLen` tokens (see {@link forwardCached}). */
+  createKvCache(batch: number, maxLen: number): ModelKvCache {
+    return new ModelKvCache(this, batch, maxLen);
+  }
+
+  /**
+   * One incremental step: the `b.seq` tokens per row of `b` follow the tokens already in `cache` (prefill:
+   * an empty cache and a right-padded prompt batch; decoding: one token per row). Rotary and learned
+   * positions start at each row's cached length, attention sees the cached tokens and the new ones
+   * (causal, padding and sliding window as in {@link forward}). Afterwards the cache keeps
+   * `opts.keep ?? b.lengths` tokens per row (padding past a row's length is overwritten by later steps).
+   * Returns f32 logits [rows, vocab] on the last layer's device for `opts.logitRows` (default "last").
+   */
+  async forwardCached(b: TokenBatch, cache: ModelKvCache, opts: CachedForwardOptions = {}): Promise<Tensor> {
+    if (cache.batch !== b.batch) throw new Error(`forwardCached: batch ${b.batch} != cache batch ${cache.batch}`);
+    const keep = opts.keep ?? b.lengths;
+    const start = [...cache.lengths];
+    for (let r = 0; r < b.batch; r++) {
+      if (!Number.isInteger(keep[r]) || keep[r] < 0 || keep[r] > b.seq) {
+        throw new Error(`forwardCached: row ${r} keeps ${keep[r]} of ${b.seq} new tokens`);
+      }
+      if (start[r] + b.seq > cache.maxLen) {
+        throw new Error(`forwardCached: row ${r} has ${start[r]} + ${b.seq} tokens, over the cache's ${cache.maxLen}`);
+      }
+      if (this.positions && keep[r] > 0 && start[r] + keep[r] > this.positions.shape[0]) {
+        throw new Error(
+          `forwardCached: row ${r} reaches position ${start[r] + keep[r] - 1}, past the model's ${
+            this.positions.shape[0]
+          } learned positions`,
+        );
+      }
+    }
+    let x = await this.embedTokens(b, start);
+    try {
+      for (let i = 0; i < this.blocks.length; i++) {
+        x = await moveTo(x, this.deviceOf(i));
+        await this.block(i, x, b, undefined, undefined, cache);
+      }
+      const which = opts.logitRows ?? "last";
+      const logits = await this.head(x, Transformer.logitRowsFor(b, which), which === "all");
+      cache.advance(keep);
+      return logits;
+    } finally {
+      x.dispose();
+    }
   }
 
   /** Bytes of weights per device. */

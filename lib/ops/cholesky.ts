@@ -20,6 +20,8 @@ import { dispatchGram, type GramKernel, gramPipeline } from "./covariance.ts";
 export const CHOLESKY_BLOCK = 64;
 const NB = CHOLESKY_BLOCK;
 const MAX_GRID = 65535;
+/** Block steps between two readbacks of the pivot status during a factorisation. */
+const CHECK_EVERY = 32;
 
 /** Options of {@link choleskyFactor}. */
 export interface CholeskyOptions {
@@ -116,7 +118,8 @@ export class CholeskyFactor {
 
   /**
    * Returns x with (C + λI) x = b, for b of shape [d] or [d, r] (f32, unchunked; r right-hand sides),
-   * by a forward solve with L and a backward solve with Lᵀ. `b` is not modified.
+   * by a forward solve with L and a backward solve with Lᵀ. `b` is not modified; the result is a new
+   * tensor of b's shape (the caller disposes it). The dispatches are recorded, not awaited.
    */
   async solve(b: Tensor): Promise<Tensor> {
     const op = "choleskySolve";
@@ -128,7 +131,9 @@ export class CholeskyFactor {
       throw new GpuError(op, `b must be [${d}] or [${d}, r], got [${b.shape}]`);
     }
     const nrhs = b.rowSize;
-    if (nrhs > MAX_GRID) throw new GpuError(op, `at most ${MAX_GRID} right-hand sides per solve, got ${nrhs}`);
+    if (nrhs > MAX_GRID) {
+      throw new GpuError(op, `at most ${MAX_GRID} right-hand sides per solve, got ${nrhs}`);
+    }
     const x = Tensor.empty(gpu, b.shape, "f32", { name: "cholesky.x" });
     if (d === 0 || nrhs === 0) return x;
     const bBuf = b.buffer, xBuf = x.buffer; // both unchunked (throws a clear error otherwise)
@@ -140,7 +145,13 @@ export class CholeskyFactor {
     const blocks = Math.ceil(d / NB);
     for (let blk = 0; blk < blocks; blk++) { // L y = b
       const k = blk * NB, m = Math.min(NB, d - k);
-      gpu.dispatch(op, fwdDiag, [null, null, this.#diag, null, xBuf], [rhsGroups], params({ d, k, m, blk, nrhs }));
+      gpu.dispatch(
+        op,
+        fwdDiag,
+        [null, null, this.#diag, null, xBuf],
+        [rhsGroups],
+        params({ d, k, m, blk, nrhs }),
+      );
       for (const s of rowRuns(l, k + m, d, MAX_GRID * 64)) {
         gpu.dispatch(
           op,
@@ -153,7 +164,13 @@ export class CholeskyFactor {
     }
     for (let blk = blocks - 1; blk >= 0; blk--) { // Lᵀ x = y
       const k = blk * NB, m = Math.min(NB, d - k);
-      gpu.dispatch(op, bwdDiag, [null, null, this.#diag, null, xBuf], [rhsGroups], params({ d, k, m, blk, nrhs }));
+      gpu.dispatch(
+        op,
+        bwdDiag,
+        [null, null, this.#diag, null, xBuf],
+        [rhsGroups],
+        params({ d, k, m, blk, nrhs }),
+      );
       if (k === 0) continue;
       for (const s of rowRuns(l, k, k + m)) {
         gpu.dispatch(
@@ -181,7 +198,7 @@ export class CholeskyFactor {
  * Factors C + λI = L Lᵀ on the GPU (C f32 [d, d], symmetric positive definite, only its lower
  * triangle is read; it may be row-chunked). Throws a GpuError naming the op, the pivot index and its
  * value when the matrix is not positive definite (a non-positive or non-finite pivot, detected on the
- * GPU). Waits for the GPU (one small readback of the pivot status).
+ * GPU; the status is read back every 32 block steps and at the end, so the call waits for the GPU).
  */
 export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Promise<CholeskyFactor> {
   const op = "choleskyFactor";
@@ -203,47 +220,89 @@ export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Pro
   const status = gpu.createStorage(16, "cholesky.status");
   try {
     gpu.write(status, 0, new Uint32Array(4));
-    if (ownsL) for (let i = 0; i < c.chunks.length; i++) gpu.copy(c.chunks[i], 0, l.chunks[i], 0, c.chunkRows(i) * d * 4);
+    if (ownsL) {
+      for (let i = 0; i < c.chunks.length; i++) {
+        gpu.copy(c.chunks[i], 0, l.chunks[i], 0, c.chunkRows(i) * d * 4);
+      }
+    }
     const names = ["add_diag", "gather", "diag", "trsm", "scatter", "tril"];
     const [addDiag, gather, diagP, trsm, scatter, tril] = await Promise.all(names.map((e) => pipe(l, e)));
     const gram = await gramPipeline(gpu, "f32", opts.kernel);
     if (damping !== 0) {
       for (const s of rowRuns(l, 0, d, MAX_GRID * 256)) {
-        gpu.dispatch(op, addDiag, [l.chunks[s.chunk]], [Math.ceil(s.rows / 256)], params({
-          d,
-          r0: s.row,
-          rows: s.rows,
-          off: s.offset,
-          lambda: damping,
-        }));
+        gpu.dispatch(
+          op,
+          addDiag,
+          [l.chunks[s.chunk]],
+          [Math.ceil(s.rows / 256)],
+          params({
+            d,
+            r0: s.row,
+            rows: s.rows,
+            off: s.offset,
+            lambda: damping,
+          }),
+        );
       }
     }
+    const failed = async (): Promise<void> => {
+      const st = await gpu.read(status, 0, 12);
+      const flag = new Uint32Array(st);
+      if (flag[0] === 0) return;
+      const value = new Float32Array(st)[2];
+      throw new GpuError(
+        op,
+        `matrix [${d}, ${d}] is not positive definite${damping ? ` after damping λ = ${damping}` : ""}: ` +
+          `pivot ${flag[1]} is ${value} (must be finite and > 0); increase the damping or check C`,
+      );
+    };
     for (let blk = 0; blk < blocks; blk++) {
+      // a failed pivot makes the rest garbage: look every CHECK_EVERY blocks so that a large
+      // non-SPD matrix fails in a fraction of the factorisation time
+      if (blk > 0 && blk % CHECK_EVERY === 0) await failed();
       const k = blk * NB, m = Math.min(NB, d - k);
       const runs = rowRuns(l, k, d, MAX_GRID * 4);
       for (const s of runs) {
-        gpu.dispatch(op, gather, [l.chunks[s.chunk], panel], [1, Math.ceil(s.rows / 4)], params({
-          d,
-          k,
-          m,
-          r0: s.row,
-          rows: s.rows,
-          off: s.offset,
-        }));
+        gpu.dispatch(
+          op,
+          gather,
+          [l.chunks[s.chunk], panel],
+          [1, Math.ceil(s.rows / 4)],
+          params({
+            d,
+            k,
+            m,
+            r0: s.row,
+            rows: s.rows,
+            off: s.offset,
+          }),
+        );
       }
       gpu.dispatch(op, diagP, [null, panel, diag, status], [1], params({ d, k, m, blk }));
       if (d - k > m) {
-        gpu.dispatch(op, trsm, [null, panel], [Math.ceil((d - k - m) / 64)], params({ d, k, m, rows: d - k }));
+        gpu.dispatch(
+          op,
+          trsm,
+          [null, panel],
+          [Math.ceil((d - k - m) / 64)],
+          params({ d, k, m, rows: d - k }),
+        );
       }
       for (const s of runs) {
-        gpu.dispatch(op, scatter, [l.chunks[s.chunk], panel], [1, Math.ceil(s.rows / 4)], params({
-          d,
-          k,
-          m,
-          r0: s.row,
-          rows: s.rows,
-          off: s.offset,
-        }));
+        gpu.dispatch(
+          op,
+          scatter,
+          [l.chunks[s.chunk], panel],
+          [1, Math.ceil(s.rows / 4)],
+          params({
+            d,
+            k,
+            m,
+            r0: s.row,
+            rows: s.rows,
+            off: s.offset,
+          }),
+        );
       }
       if (d - k > m) {
         // trailing update A[i, j] -= Σ_p PT[p, i − k]·PT[p, j − k], k + m ≤ j ≤ i: a Gram update of PT
@@ -267,23 +326,20 @@ export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Pro
       }
     }
     for (const s of rowRuns(l, 0, d, MAX_GRID)) {
-      gpu.dispatch(op, tril, [l.chunks[s.chunk]], [Math.ceil(d / 256), s.rows], params({
-        d,
-        r0: s.row,
-        rows: s.rows,
-        off: s.offset,
-      }));
-    }
-    const st = await gpu.read(status, 0, 12);
-    const flag = new Uint32Array(st);
-    if (flag[0] !== 0) {
-      const value = new Float32Array(st)[2];
-      throw new GpuError(
+      gpu.dispatch(
         op,
-        `matrix [${d}, ${d}] is not positive definite${damping ? ` after damping λ = ${damping}` : ""}: ` +
-          `pivot ${flag[1]} is ${value} (must be finite and > 0); increase the damping or check C`,
+        tril,
+        [l.chunks[s.chunk]],
+        [Math.ceil(d / 256), s.rows],
+        params({
+          d,
+          r0: s.row,
+          rows: s.rows,
+          off: s.offset,
+        }),
       );
     }
+    await failed();
     return factor;
   } catch (e) {
     factor.dispose();

@@ -2,7 +2,7 @@
  * Covariance accumulation C += XᵀX on the GPU — the second-moment statistics ROME needs (C = E[k kᵀ]
  * over the keys of a corpus). C is f32 [d, d] and may be row-chunked (d = 16384 gives 1 GiB); X is
  * [n, d] in f16 or f32 (possibly row-chunked too). Accumulation is always f32: each dispatch sums at
- * most {@link MAX_ROWS_PER_DISPATCH} rows of X in registers and adds that partial sum to C.
+ * most {@link COVARIANCE_ROWS_PER_DISPATCH} rows of X in registers and adds that partial sum to C.
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
@@ -12,7 +12,7 @@ import type { Tensor } from "../gpu/tensor.ts";
 import { rowSegments, type Segment, words } from "./_chunks.ts";
 
 /** Rows of X one dispatch sums before adding into C (bounds the run time of one dispatch). */
-export const MAX_ROWS_PER_DISPATCH = 2048;
+export const COVARIANCE_ROWS_PER_DISPATCH = 2048;
 
 /**
  * Which Gram kernel runs: `tiled` stages X in workgroup memory (64×64 tiles; the GPU design),
@@ -22,7 +22,7 @@ export const MAX_ROWS_PER_DISPATCH = 2048;
 export type GramKernel = "auto" | "tiled" | "direct";
 
 /** Whether a device is a CPU implementation (lavapipe/llvmpipe, SwiftShader, a fallback adapter). */
-export function isCpuAdapter(gpu: Gpu): boolean {
+function isCpuAdapter(gpu: Gpu): boolean {
   return gpu.report.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|cpu/i.test(gpu.report.description);
 }
 
@@ -55,7 +55,11 @@ export interface GramPipeline {
 }
 
 /** @internal Compiles (cached) the Gram kernel for X stored as `xdtype`. */
-export async function gramPipeline(gpu: Gpu, xdtype: DType, kernel: GramKernel = "auto"): Promise<GramPipeline> {
+export async function gramPipeline(
+  gpu: Gpu,
+  xdtype: DType,
+  kernel: GramKernel = "auto",
+): Promise<GramPipeline> {
   const direct = kernel === "direct" || (kernel === "auto" && isCpuAdapter(gpu));
   const pipeline = await gpu.pipeline({
     family: "covariance",
@@ -136,8 +140,8 @@ export async function covarianceAccumulate(
   const g = await gramPipeline(gpu, x.dtype, opts.kernel);
   const cSegs = rowSegments([c]);
   for (const xs of rowSegments([x])) {
-    for (let r = 0; r < xs.rows; r += MAX_ROWS_PER_DISPATCH) {
-      const rows = Math.min(MAX_ROWS_PER_DISPATCH, xs.rows - r);
+    for (let r = 0; r < xs.rows; r += COVARIANCE_ROWS_PER_DISPATCH) {
+      const rows = Math.min(COVARIANCE_ROWS_PER_DISPATCH, xs.rows - r);
       const xOff = xs.at[0].offset + r * d;
       for (const cs of cSegs) {
         dispatchGram(gpu, op, g, x.chunks[xs.at[0].chunk], c.chunks[cs.at[0].chunk], {

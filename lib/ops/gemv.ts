@@ -32,6 +32,12 @@ export interface GemvOptions {
   out?: Tensor;
   /** Storage type of a new result: default f16 when W and x are both f16, else f32. */
   outDtype?: DType;
+  /**
+   * Thread access pattern: `coalesced` (consecutive threads read consecutive quads; for GPUs),
+   * `contiguous` (each thread streams its own contiguous range; ~3x faster on CPU adapters), or `auto`
+   * (default: contiguous on CPU adapters).
+   */
+  access?: "auto" | "coalesced" | "contiguous";
 }
 
 const MAX_GROUPS = 65535;
@@ -99,12 +105,19 @@ async function gemvAny(
     y = Tensor.empty(w.gpu, outShape, opts.outDtype ?? defaultOutDtype(w.dtype, x.dtype), { name: op });
   }
   if (outLen === 0) return y;
-  await gemvInto(op, w, x, y, rowSum);
+  await gemvInto(op, w, x, y, rowSum, opts.access ?? "auto");
   return y;
 }
 
 /** Records y = (row sums or column walk of W) against x, over W's chunks. */
-async function gemvInto(op: string, w: Tensor, x: Tensor, y: Tensor, rowSum: boolean): Promise<void> {
+async function gemvInto(
+  op: string,
+  w: Tensor,
+  x: Tensor,
+  y: Tensor,
+  rowSum: boolean,
+  access: "auto" | "coalesced" | "contiguous",
+): Promise<void> {
   const gpu = w.gpu;
   const [rows, cols] = w.shape;
   const chunks = w.chunks.length;
@@ -113,7 +126,7 @@ async function gemvInto(op: string, w: Tensor, x: Tensor, y: Tensor, rowSum: boo
   const xbuf = x.buffer, ybuf = target.buffer;
   const entry = rowSum ? "gemv_rows" : "gemv_cols";
   const vecW = cols % 4 === 0;
-  const contig = isCpuAdapter(gpu);
+  const contig = access === "auto" ? isCpuAdapter(gpu) : access === "contiguous";
   for (let i = 0; i < chunks; i++) {
     const r0 = i * w.rowsPerChunk, n = w.chunkRows(i);
     if (n <= 0) continue;

@@ -46,7 +46,9 @@ export function covarianceReference(
   n: number,
   d: number,
 ): { c: Float64Array; abs: Float64Array } {
-  if (x.length !== n * d) throw new RangeError(`covarianceReference: X has ${x.length} values, not ${n}×${d}`);
+  if (x.length !== n * d) {
+    throw new RangeError(`covarianceReference: X has ${x.length} values, not ${n}×${d}`);
+  }
   const out = new Float64Array(d * d);
   const abs = new Float64Array(d * d);
   if (c) {
@@ -103,7 +105,9 @@ export function choleskyReference(c: ArrayLike<number>, d: number, damping = 0):
  */
 export function choleskySolveReference(l: ArrayLike<number>, b: ArrayLike<number>, d: number): Float64Array {
   const r = b.length / d;
-  if (!Number.isInteger(r)) throw new RangeError(`choleskySolveReference: b has ${b.length} values, d = ${d}`);
+  if (!Number.isInteger(r)) {
+    throw new RangeError(`choleskySolveReference: b has ${b.length} values, d = ${d}`);
+  }
   const x = Float64Array.from(b as ArrayLike<number>);
   for (let c = 0; c < r; c++) {
     for (let i = 0; i < d; i++) { // L y = b
@@ -121,7 +125,7 @@ export function choleskySolveReference(l: ArrayLike<number>, b: ArrayLike<number
 }
 
 /** C·x in f64 for C [d, d] and x of shape [d] or [d, r]. */
-export function matmulReference(c: ArrayLike<number>, x: ArrayLike<number>, d: number): Float64Array {
+export function multiplyReference(c: ArrayLike<number>, x: ArrayLike<number>, d: number): Float64Array {
   const r = x.length / d;
   const out = new Float64Array(x.length);
   for (let i = 0; i < d; i++) {
@@ -162,7 +166,7 @@ export function conditionEstimate(
     }
     return lambda;
   };
-  const lambdaMax = power((v) => matmulReference(c, v, d));
+  const lambdaMax = power((v) => multiplyReference(c, v, d));
   const lambdaMin = 1 / power((v) => choleskySolveReference(l, v, d));
   return { cond: lambdaMax / lambdaMin, lambdaMax, lambdaMin };
 }

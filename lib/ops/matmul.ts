@@ -16,12 +16,13 @@ import { Tensor } from "../gpu/tensor.ts";
 import { grid1d, rowSegments, words } from "./_chunks.ts";
 
 /**
- * Which kernel runs a matmul. `direct`: register-blocked, operands read straight from storage (fastest on
- * CPU adapters such as lavapipe); `tiled`: the same blocks with K-tiles staged in workgroup memory (the
- * GPU design); `naive`: one thread per output (benchmark baseline); `auto`: `direct` on CPU/fallback
- * adapters, `tiled` elsewhere.
+ * Which kernel runs a matmul. `direct`: register-blocked 32×16 per thread, operands read straight from
+ * storage (fastest on CPU adapters such as lavapipe); `tiled`: 16×16 blocks with K-tiles staged in
+ * workgroup memory (the GPU design); `skinny`: 4×16 blocks in 4-row tiles, for products with few rows
+ * (m ≤ 32, e.g. a linear layer on a handful of tokens); `naive`: one thread per output (benchmark
+ * baseline); `auto`: `skinny` when m ≤ 32, else `direct` on CPU/fallback adapters and `tiled` elsewhere.
  */
-export type MatmulKernel = "auto" | "direct" | "tiled" | "naive";
+export type MatmulKernel = "auto" | "direct" | "tiled" | "skinny" | "naive";
 
 /** Options for {@link matmul}. */
 export interface MatmulOptions {
@@ -76,9 +77,15 @@ export interface LinearTOptions {
   kernel?: MatmulKernel;
 }
 
-/** Rows/columns of C covered by one workgroup of the blocked kernels, and of the naive kernel. */
-const TILE = 128;
-const NAIVE_TILE = 16;
+/** Rows × columns of C covered by one workgroup of each entry point. */
+const TILES: Record<string, [number, number]> = {
+  mm_direct: [128, 128],
+  mm_tiled: [128, 128],
+  mm_skinny: [4, 512],
+  mm_naive: [16, 16],
+};
+/** Up to this many rows of C the skinny kernel beats 128-row tiles (blocked kernels only). */
+const SKINNY_MAX_M = 32;
 const MAX_GROUPS = 65535;
 
 /** Whether an adapter runs shaders on the CPU (lavapipe, SwiftShader, WARP…). */
@@ -267,8 +274,9 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
   const gpu = a.gpu;
   const { A, B, transA, transB, m, n, k, batch } = pl;
   if (m === 0 || n === 0 || batch === 0) return;
-  const kernel = pl.kernel === "auto" ? autoKernel(gpu) : pl.kernel;
-  const tile = kernel === "naive" ? NAIVE_TILE : TILE;
+  const kernel = pl.kernel === "auto" ? (m <= SKINNY_MAX_M ? "skinny" : autoKernel(gpu)) : pl.kernel;
+  const entry = `mm_${kernel}`;
+  const [tileM, tileN] = TILES[entry];
   // where chunk boundaries cut the problem: along the batch, C's rows (m), C's columns (n) or K
   const bCuts: number[] = [], mCuts: number[] = [], nCuts: number[] = [], kCuts: number[] = [];
   for (const [v, rowDim] of [[A, transA ? kCuts : mCuts], [B, transB ? nCuts : kCuts]] as const) {
@@ -282,7 +290,6 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
   (T.batched ? bCuts : mCuts).push(...chunkCuts(T));
   if (scratch && pl.accumulate) await convertInto(c, target, "matmul");
 
-  const entry = kernel === "naive" ? "mm_naive" : kernel === "tiled" ? "mm_tiled" : "mm_direct";
   const biasType: DType = pl.bias ? pl.bias.dtype : a.dtype;
   const pipes = new Map<string, Promise<GPUComputePipeline>>();
   const pipeline = (vecA: boolean, vecB: boolean, hasBias: boolean, accum: boolean) => {
@@ -309,8 +316,8 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
   };
 
   for (const [b0, b1] of intervals(batch, bCuts, MAX_GROUPS)) {
-    for (const [m0, m1] of intervals(m, mCuts, MAX_GROUPS * tile)) {
-      for (const [n0, n1] of intervals(n, nCuts, MAX_GROUPS * tile)) {
+    for (const [m0, m1] of intervals(m, mCuts, MAX_GROUPS * tileM)) {
+      for (const [n0, n1] of intervals(n, nCuts, MAX_GROUPS * tileN)) {
         for (let ki = 0; ki < kParts.length; ki++) {
           const [k0, k1] = kParts[ki];
           const first = ki === 0;
@@ -341,7 +348,7 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
             0,
           );
           const biasBuf = pl.bias ? pl.bias.buffer : la.buf;
-          const naive = kernel === "naive";
+          const naive = entry === "mm_naive";
           gpu.dispatch(
             `matmul(${entry})`,
             pipe,
@@ -353,7 +360,7 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
               biasBuf,
               lc.buf,
             ],
-            [Math.ceil((n1 - n0) / tile), Math.ceil((m1 - m0) / tile), b1 - b0],
+            [Math.ceil((n1 - n0) / tileN), Math.ceil((m1 - m0) / tileM), b1 - b0],
             u,
           );
         }

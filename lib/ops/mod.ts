@@ -1,5 +1,16 @@
 /**
- * keg's GPU ops: one module per WGSL kernel family.
+ * keg's GPU ops: one module per WGSL kernel family. Plain-TS references live beside them
+ * (`*_reference.ts`) and are not re-exported.
  * @module
  */
 export * from "./elementwise.ts";
+export * from "./matmul.ts";
+export * from "./outer.ts";
+export * from "./covariance.ts";
+export * from "./cholesky.ts";
+export * from "./norm.ts";
+export * from "./activation.ts";
+export * from "./embedding.ts";
+export * from "./loss.ts";
+export * from "./attention.ts";
+export * from "./rotary.ts";

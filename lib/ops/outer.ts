@@ -28,7 +28,9 @@ export interface OuterUpdateOptions {
   layout: "out_in" | "in_out";
 }
 
-const MAX_ROWS_PER_DISPATCH = 65535;
+/** Rows each workgroup walks (the WGSL constant ROWS). */
+const ROWS_PER_GROUP = 16;
+const MAX_ROWS_PER_DISPATCH = 65535 * ROWS_PER_GROUP;
 
 /**
  * W += α · (rank-one) in place, with ROME's vectors: `u` (key side, length d_in) and `v` (value side,
@@ -68,9 +70,8 @@ export async function outerUpdate(
   }
   if (rows === 0 || cols === 0) return;
   const gpu = w.gpu;
-  const pipe = await gpu.pipeline({ family: "outer", entry: Deno.env.get("OUTER_ENTRY") ?? "rank_one", constants: Deno.env.get("OUTER_ENTRY") === "rank_one_rows" ? { RPW: Number(Deno.env.get("RPW")) } : undefined, types: { TW: w.dtype } });
-  const ent = Deno.env.get("OUTER_ENTRY") ?? "rank_one";
-  const groupsX = Math.ceil(cols / (ent === "rank_one_x4" ? 1024 : 256));
+  const pipe = await gpu.pipeline({ family: "outer", entry: "rank_one", types: { TW: w.dtype } });
+  const groupsX = Math.ceil(cols / 256);
   for (const s of rowSegments([w])) {
     for (let r = 0; r < s.rows; r += MAX_ROWS_PER_DISPATCH) {
       const n = Math.min(MAX_ROWS_PER_DISPATCH, s.rows - r);
@@ -78,7 +79,7 @@ export async function outerUpdate(
         op,
         pipe,
         [w.chunks[s.at[0].chunk], a.buffer, b.buffer],
-        [groupsX, ent === "rank_one_rows" ? Math.ceil(n / Number(Deno.env.get("RPW"))) : n],
+        [groupsX, Math.ceil(n / ROWS_PER_GROUP)],
         words(cols, n, s.row + r, s.at[0].offset + r * cols, { f: alpha }),
       );
     }

@@ -6,7 +6,7 @@ import {
   choleskySolveReference,
   conditionEstimate,
   covarianceReference,
-  matmulReference,
+  multiplyReference,
   norm2,
 } from "../../lib/ops/linalg_reference.ts";
 import { assertClose, randArray, testGpu } from "../_util.ts";
@@ -100,7 +100,7 @@ function checkSolveBackward(
   label: string,
 ): number {
   const r = b.length / d;
-  const cx = matmulReference(c, x, d);
+  const cx = multiplyReference(c, x, d);
   // |L||Lᵀ||x| = |L| (|L|ᵀ |x|)
   const t = new Float64Array(x.length);
   for (let p = 0; p < d; p++) {
@@ -144,7 +144,7 @@ function checkAccuracy(
   label: string,
 ): number {
   const { cond, lambdaMax } = conditionEstimate(c, d);
-  const res = norm2(matmulReference(c, x, d).map((v, i) => v - b[i]));
+  const res = norm2(multiplyReference(c, x, d).map((v, i) => v - b[i]));
   const eta = res / (lambdaMax * norm2(x));
   const etaTol = 2 * Math.sqrt(3 * d + 1) * U;
   assert.ok(
@@ -270,6 +270,12 @@ Deno.test("choleskyFactor: a non-SPD matrix throws naming the op, pivot index an
   c[140 * d + 140] = 1;
   c[100 * d + 3] = NaN;
   await assert.rejects(() => choleskyFactor(Tensor.from(gpu, c, [d, d], "f32")), /pivot 100 is NaN/);
+  // past 32 block steps the status is read back during the factorisation (early exit): same error
+  const big = 64 * 33 + 5;
+  const cb = new Float32Array(big * big);
+  for (let i = 0; i < big; i++) cb[i * big + i] = 1;
+  cb[10 * big + 10] = -0.5;
+  await assert.rejects(() => choleskyFactor(Tensor.from(gpu, cb, [big, big], "f32")), /pivot 10 is -0.5 /);
   // damping λ = 3 makes the first matrix SPD: [[4, 2], [2, 4]] x = [6, 6] has x = [1, 1]
   // (cond 3: a few roundings of u each, 8u is ample)
   const f = await choleskyFactor(Tensor.from(gpu, [1, 2, 2, 1], [2, 2], "f32"), { damping: 3 });

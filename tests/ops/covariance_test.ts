@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
 import { type Gpu, GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import type { DType } from "../../lib/gpu/dtype.ts";
-import { covarianceAccumulate, type GramKernel, MAX_ROWS_PER_DISPATCH } from "../../lib/ops/covariance.ts";
+import {
+  COVARIANCE_ROWS_PER_DISPATCH,
+  covarianceAccumulate,
+  type GramKernel,
+} from "../../lib/ops/covariance.ts";
 import { covarianceReference } from "../../lib/ops/linalg_reference.ts";
 import { randArray, roundF16, testGpu } from "../_util.ts";
 
@@ -23,7 +27,7 @@ function symmetric(d: number, seed: number): Float32Array {
 function checkCov(got: Float32Array, c0: Float32Array | null, xs: Float32Array[], d: number, label: string) {
   const want = new Float64Array(d * d);
   const abs = new Float64Array(d * d); // |C₀| + Σ|X[k,i]·X[k,j]|
-  if (c0) for (let i = 0; i < d * d; i++) [want[i], abs[i]] = [c0[i], Math.abs(c0[i])];
+  if (c0) { for (let i = 0; i < d * d; i++) [want[i], abs[i]] = [c0[i], Math.abs(c0[i])]; }
   let n = 0;
   for (const x of xs) {
     const r = covarianceReference(null, x, x.length / d, d);
@@ -88,7 +92,7 @@ Deno.test("covarianceAccumulate matches the f64 reference: odd sizes, f32/f16 X,
 
 Deno.test("covarianceAccumulate: default mode and more rows than one dispatch sums", async () => {
   const gpu = await testGpu();
-  await runCase(gpu, 19, [MAX_ROWS_PER_DISPATCH + 37], "f32", undefined, 41);
+  await runCase(gpu, 19, [COVARIANCE_ROWS_PER_DISPATCH + 37], "f32", undefined, 41);
   await runCase(gpu, 70, [130], "f16", undefined, 42);
 });
 

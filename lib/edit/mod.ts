@@ -1,0 +1,16 @@
+/**
+ * keg's editing layer: EasyEdit-compatible hparams and requests, ROME / R-ROME / p-ROME, covariance
+ * statistics and saved edits.
+ * @module
+ */
+export * from "./hparams.ts";
+export * from "./request.ts";
+export * from "./lookup.ts";
+export * from "./templates.ts";
+export * from "./k_star.ts";
+export * from "./v_star.ts";
+export * from "./update.ts";
+export * from "./covariance.ts";
+export * from "./rome.ts";
+export * from "./edits_io.ts";
+export * from "./api.ts";
