@@ -18,7 +18,7 @@
  */
 import { type LoadedModel, loadModel } from "../lib/model/load.ts";
 import { type ModelKvCache, padBatch, type TokenBatch, type Transformer } from "../lib/model/transformer.ts";
-import { PRECISIONS, type Precision } from "../lib/model/precision.ts";
+import { type Precision, PRECISIONS } from "../lib/model/precision.ts";
 import { argmaxRows } from "../lib/ops/loss.ts";
 
 const env = (k: string, dflt: string) => Number(Deno.env.get(k) ?? dflt);
@@ -170,7 +170,6 @@ if (present.length === 0) {
         const tag = `${name} ${precision} ×${devices}`;
         Deno.bench({
           name: `prefill ${tag} (${BATCH}×${SEQ})`,
-          group: `prefill ${name}`,
           n: N,
           warmup: 1,
           async fn(b) {
@@ -182,7 +181,6 @@ if (present.length === 0) {
         });
         Deno.bench({
           name: `decode ${tag} (${BATCH} rows @${SEQ})`,
-          group: `decode ${name}`,
           n: N,
           warmup: 1,
           async fn(b) {

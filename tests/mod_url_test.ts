@@ -16,7 +16,15 @@ Deno.test("mod.ts imported by http URL runs a kernel (shaders load relative to t
     `;
     const dir = await Deno.makeTempDir();
     const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-config", `--allow-import=127.0.0.1:${server.port}`, `--allow-net=127.0.0.1:${server.port}`, "--allow-env", "--allow-read", "-"],
+      args: [
+        "run",
+        "--no-config",
+        `--allow-import=127.0.0.1:${server.port}`,
+        `--allow-net=127.0.0.1:${server.port}`,
+        "--allow-env",
+        "--allow-read",
+        "-",
+      ],
       cwd: dir,
       stdin: "piped",
       stdout: "piped",

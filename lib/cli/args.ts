@@ -34,10 +34,17 @@ export function required(command: string, values: Record<string, unknown>, name:
 }
 
 /** Reads a positive integer flag. */
-export function intFlag(command: string, values: Record<string, unknown>, name: string, fallback: number): number {
+export function intFlag(
+  command: string,
+  values: Record<string, unknown>,
+  name: string,
+  fallback: number,
+): number {
   const v = values[name];
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${command}: --${name} expects a whole number, got ${v}`);
+  if (!Number.isInteger(n) || n < 0) {
+    throw new UsageError(`${command}: --${name} expects a whole number, got ${v}`);
+  }
   return n;
 }

@@ -2,7 +2,7 @@
  * `keg edit`: apply ROME / R-ROME edits from the command line and show what changed.
  * @module
  */
-import { loadModel, type LoadedModel } from "../model/load.ts";
+import { type LoadedModel, loadModel } from "../model/load.ts";
 import { parsePrecision } from "../model/precision.ts";
 import { scoreTargets, topNext } from "../model/score.ts";
 import { applyOverrides, loadHparams, type RomeHparams } from "../edit/hparams.ts";
@@ -15,7 +15,8 @@ import { Progress } from "./progress.ts";
 import { adapterReport, memoryReport } from "./report.ts";
 
 /** Usage text. */
-export const EDIT_USAGE: string = `keg edit --hparams <yaml> --model <dir|hub id> (--prompt P --subject S --target T | --requests F)
+export const EDIT_USAGE: string =
+  `keg edit --hparams <yaml> --model <dir|hub id> (--prompt P --subject S --target T | --requests F)
   --prompt P          prompt with "{}" for the subject (or containing the subject literally)
   --subject S         the subject, e.g. "LeBron James"
   --target T          the new object, e.g. "football"
@@ -41,7 +42,9 @@ export async function statsFor(
   if (opts.stats) return await loadStatsFile(model, layer, opts.stats);
   const corpus = (opts.corpus ?? hp.statsCorpus)?.split(",").filter(Boolean);
   if (!corpus?.length) {
-    throw new UsageError(`${hp.source}: mom2_adjustment needs statistics: give --stats, --corpus or stats_corpus`);
+    throw new UsageError(
+      `${hp.source}: mom2_adjustment needs statistics: give --stats, --corpus or stats_corpus`,
+    );
   }
   const progress = new Progress(`stats layer ${layer}`, hp.mom2NSamples, 0, { unit: "seq" });
   const ac = new AbortController();
@@ -53,7 +56,10 @@ export async function statsFor(
       corpus,
       nSamples: hp.mom2NSamples,
       signal: ac.signal,
-      onProgress: (done, _total, tokens) => progress.tick(done - progress.done, `${tokens} tokens`),
+      onProgress: (done, total, tokens) => {
+        progress.total = total;
+        progress.tick(done - progress.done, `${tokens} tokens`);
+      },
     });
     if (s.source === "computed") progress.finish();
     console.error(`statistics: ${s.count} keys (${s.source}: ${s.path})`);
@@ -68,22 +74,35 @@ function pct(x: number): string {
 }
 
 /** Prints pre/post predictions and the target's probability for a request. */
-async function probe(model: LoadedModel, req: EditRequest, label: string): Promise<{ acc: number; prob: number }> {
+async function probe(
+  model: LoadedModel,
+  req: EditRequest,
+  label: string,
+): Promise<{ acc: number; prob: number }> {
   const tok = model.tokenizer!;
-  const text = promptText(req).replace("{}", req.subject);
+  const text = promptText(req);
   const targets = [tok.encode(targetText(req.targetNew), { addBos: false })];
   const labels = ["new"];
-  if (req.groundTruth) targets.push(tok.encode(targetText(req.groundTruth), { addBos: false })), labels.push("true");
+  if (req.groundTruth) {
+    targets.push(tok.encode(targetText(req.groundTruth), { addBos: false })), labels.push("true");
+  }
   const scores = await scoreTargets(model.net, tok, targets.map(() => text), targets);
   const [top] = await topNext(model.net, tok, [text], 5);
   const s = scores[0];
   const acc = s.argmax.filter((a, i) => a === s.targetIds[i]).length / s.targetIds.length;
   const prob = Math.exp(s.tokenLogProbs.reduce((a, b) => a + b, 0));
-  console.log(`  ${label}: ${JSON.stringify(text)} → top: ${top.map((t) => `${JSON.stringify(t.text)} ${pct(t.prob)}`).join(", ")}`);
   console.log(
-    `  ${label}: ` + scores.map((sc, i) => `P(${labels[i]} ${JSON.stringify(targets[i] === targets[0] ? req.targetNew : req.groundTruth)}) = ${
-      pct(Math.exp(sc.tokenLogProbs.reduce((a, b) => a + b, 0)))
-    }`).join(", ") + `, rewrite acc ${pct(acc)}`,
+    `  ${label}: ${JSON.stringify(text)} → top: ${
+      top.map((t) => `${JSON.stringify(t.text)} ${pct(t.prob)}`).join(", ")
+    }`,
+  );
+  console.log(
+    `  ${label}: ` +
+      scores.map((sc, i) =>
+        `P(${labels[i]} ${JSON.stringify(targets[i] === targets[0] ? req.targetNew : req.groundTruth)}) = ${
+          pct(Math.exp(sc.tokenLogProbs.reduce((a, b) => a + b, 0)))
+        }`
+      ).join(", ") + `, rewrite acc ${pct(acc)}`,
   );
   return { acc, prob };
 }
@@ -92,14 +111,16 @@ function describe(e: EditResult): string {
   const t = e.timings;
   const v = e.vSteps;
   return [
-    `  layer ${e.layer} (${e.weightName}), update ${e.update}, C ${e.mom2Adjustment ? "from statistics" : "= I"}`,
+    `  layer ${e.layer} (${e.weightName}), update ${e.update}, C ${
+      e.mom2Adjustment ? "from statistics" : "= I"
+    }`,
     `  v*: NLL ${v[0].nll.toFixed(3)} → ${v[v.length - 1].nll.toFixed(3)} in ${v.length} forwards, ‖δ‖ ${
       v[v.length - 1].deltaNorm.toFixed(3)
     }`,
     `  division factor ${e.rankOne.divisionFactor.toPrecision(5)}, ‖ΔW‖/‖W‖ ${e.dWRel.toPrecision(4)}`,
-    `  time: templates ${t.templates.toFixed(2)} s, k* ${t.kStar.toFixed(2)} s, v* ${t.vStar.toFixed(2)} s, solve ${
-      t.solve.toFixed(3)
-    } s, update ${t.update.toFixed(3)} s, total ${t.total.toFixed(2)} s`,
+    `  time: templates ${t.templates.toFixed(2)} s, k* ${t.kStar.toFixed(2)} s, v* ${
+      t.vStar.toFixed(2)
+    } s, solve ${t.solve.toFixed(3)} s, update ${t.update.toFixed(3)} s, total ${t.total.toFixed(2)} s`,
     ...e.fallbacks.map((f) => `  NaN/inf guard: ${f} was rerun with f32 activations`),
     ...e.warnings.map((w) => `  warning: ${w}`),
   ].join("\n");
@@ -130,7 +151,9 @@ export async function editCommand(args: string[]): Promise<void> {
   if (typeof v.set === "string") {
     for (const kv of v.set.split(",")) {
       const [k, ...rest] = kv.split("=");
-      if (!k || !rest.length) throw new UsageError(`edit: --set expects key=value pairs, got ${JSON.stringify(kv)}`);
+      if (!k || !rest.length) {
+        throw new UsageError(`edit: --set expects key=value pairs, got ${JSON.stringify(kv)}`);
+      }
       const raw = rest.join("=");
       overrides[k.trim()] = /^\[.*\]$/.test(raw) ? JSON.parse(raw) : raw;
     }
@@ -154,7 +177,10 @@ export async function editCommand(args: string[]): Promise<void> {
     requests = [normalizeRequest(raw, "command line")];
   }
 
-  const model = await loadModel(modelName, { precision: hp.precision, devices: (v.devices as string) ?? hp.devices });
+  const model = await loadModel(modelName, {
+    precision: hp.precision,
+    devices: (v.devices as string) ?? hp.devices,
+  });
   try {
     if (!model.tokenizer) throw new UsageError(`edit: ${model.dir} has no tokenizer`);
     console.error(adapterReport(model.net.devices));
@@ -163,7 +189,11 @@ export async function editCommand(args: string[]): Promise<void> {
     const results: EditResult[] = [];
     let successes = 0;
     for (const [i, req] of requests.entries()) {
-      console.log(`\n[${i + 1}/${requests.length}] ${JSON.stringify(req.subject)}: ${promptText(req)} → ${JSON.stringify(req.targetNew)}`);
+      console.log(
+        `\n[${i + 1}/${requests.length}] ${JSON.stringify(req.subject)}: ${req.prompt} → ${
+          JSON.stringify(req.targetNew)
+        }`,
+      );
       await probe(model, req, "pre ");
       const e = await editor.edit(req);
       results.push(e);
@@ -179,7 +209,12 @@ export async function editCommand(args: string[]): Promise<void> {
     );
     console.error(memoryReport(model.net));
     if (v.save) {
-      const path = await saveEdits(String(v.save), model, v.independent ? results.slice(-1) : editor.history, hp.raw);
+      const path = await saveEdits(
+        String(v.save),
+        model,
+        v.independent ? results.slice(-1) : editor.history,
+        hp.raw,
+      );
       console.error(`saved ${v.independent ? 1 : editor.history.length} edit(s) to ${path}`);
     }
     if (v.json) {

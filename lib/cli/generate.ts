@@ -33,7 +33,11 @@ export async function generateCommand(args: string[]): Promise<void> {
   const model = await loadModel(modelName, { precision, devices: (v.devices as string) ?? 1 });
   try {
     const tok = model.tokenizer;
-    if (!tok) throw new UsageError(`generate: ${model.dir} has no tokenizer (tokenizer.json or vocab.json + merges.txt)`);
+    if (!tok) {
+      throw new UsageError(
+        `generate: ${model.dir} has no tokenizer (tokenizer.json or vocab.json + merges.txt)`,
+      );
+    }
     console.error(adapterReport(model.net.devices));
     const loadS = (performance.now() - t0) / 1000;
     const ids = tok.encode(prompt);
@@ -47,14 +51,18 @@ export async function generateCommand(args: string[]): Promise<void> {
     const genS = (performance.now() - t1) / 1000;
     console.log(prompt + tok.decode(out));
     console.error(
-      `${model.config.modelType}, ${precision}, ${model.net.devices.length} device(s): load ${loadS.toFixed(2)} s, ` +
+      `${model.config.modelType}, ${precision}, ${model.net.devices.length} device(s): load ${
+        loadS.toFixed(2)
+      } s, ` +
         `${out.length} tokens in ${genS.toFixed(2)} s (${(out.length / genS).toFixed(1)} tok/s, ${
           v["no-kv-cache"] ? "recomputed" : "KV cache"
         })`,
     );
     console.error(memoryReport(model.net));
     const overflow = Object.entries(model.f16Overflow);
-    if (overflow.length) console.error(`warning: values beyond f16 range became ±inf in ${overflow.length} tensor(s)`);
+    if (overflow.length) {
+      console.error(`warning: values beyond f16 range became ±inf in ${overflow.length} tensor(s)`);
+    }
   } finally {
     await model.dispose();
   }

@@ -23,7 +23,8 @@ export function formatDuration(s: number): string {
 /** A progress reporter for long work. */
 export class Progress {
   readonly label: string;
-  readonly total: number;
+  /** Total units (may be corrected once known). */
+  total: number;
   done: number;
   #start = performance.now();
   #startDone: number;

@@ -31,7 +31,9 @@ function rand(n: number, seed: number): Float32Array {
 
 function relMax(got: ArrayLike<number>, want: ArrayLike<number>): number {
   let e = 0, m = 0;
-  for (let i = 0; i < want.length; i++) e = Math.max(e, Math.abs(got[i] - want[i])), m = Math.max(m, Math.abs(want[i]));
+  for (let i = 0; i < want.length; i++) {
+    e = Math.max(e, Math.abs(got[i] - want[i])), m = Math.max(m, Math.abs(want[i]));
+  }
   return e / (m || 1);
 }
 
@@ -44,12 +46,26 @@ export async function kernelChecks(gpu: Gpu): Promise<[string, DType, number, nu
     const tol = dt === "f16" ? 4e-3 : 1e-5;
     const m = 37, k = 70, n = 29;
     const a = round(rand(m * k, 1)), b = round(rand(k * n, 2));
-    const c = await matmul(Tensor.from(gpu, a, [m, k], dt), Tensor.from(gpu, b, [k, n], dt), { outDtype: "f32" });
-    rows.push(["matmul 37×70×29", dt, relMax(await c.read(), matmulReference(a, b, { m, n, k }).values), tol]);
+    const c = await matmul(Tensor.from(gpu, a, [m, k], dt), Tensor.from(gpu, b, [k, n], dt), {
+      outDtype: "f32",
+    });
+    rows.push([
+      "matmul 37×70×29",
+      dt,
+      relMax(await c.read(), matmulReference(a, b, { m, n, k }).values),
+      tol,
+    ]);
     const w = round(rand(45 * 19, 3)), u = rand(45, 4), v = rand(19, 5);
     const wt = Tensor.from(gpu, w, [45, 19], dt);
-    await outerUpdate(wt, Tensor.from(gpu, u, [45], "f32"), Tensor.from(gpu, v, [19], "f32"), 0.5, { layout: "in_out" });
-    rows.push(["outer update 45×19", dt, relMax(await wt.read(), outerReference(w, u, v, 0.5, "in_out")), tol]);
+    await outerUpdate(wt, Tensor.from(gpu, u, [45], "f32"), Tensor.from(gpu, v, [19], "f32"), 0.5, {
+      layout: "in_out",
+    });
+    rows.push([
+      "outer update 45×19",
+      dt,
+      relMax(await wt.read(), outerReference(w, u, v, 0.5, "in_out")),
+      tol,
+    ]);
     const d = 33, nx = 90;
     const x = round(rand(nx * d, 6));
     const ct = Tensor.zeros(gpu, [d, d], "f32");
@@ -77,7 +93,9 @@ export async function selfcheckCommand(args: string[]): Promise<void> {
   for (const [name, dt, err, tol] of rows) {
     const ok = err <= tol;
     if (!ok) failed++;
-    console.log(`${ok ? "ok  " : "FAIL"} ${name.padEnd(30)} ${dt}  max rel err ${err.toExponential(2)} (tol ${tol})`);
+    console.log(
+      `${ok ? "ok  " : "FAIL"} ${name.padEnd(30)} ${dt}  max rel err ${err.toExponential(2)} (tol ${tol})`,
+    );
   }
   await gpu.destroy();
   let modelName = v.model as string | undefined;
@@ -92,9 +110,11 @@ export async function selfcheckCommand(args: string[]): Promise<void> {
     try {
       if (!model.tokenizer) throw new Error(`${model.dir} has no tokenizer`);
       const [top] = await topNext(model.net, model.tokenizer, [prompt], 5);
-      console.log(`forward ${model.config.modelType} (${model.dir}): ${JSON.stringify(prompt)} → ${
-        top.map((t) => `${JSON.stringify(t.text)} ${(100 * t.prob).toFixed(1)}%`).join(", ")
-      } (${((performance.now() - t0) / 1000).toFixed(1)} s with load)`);
+      console.log(
+        `forward ${model.config.modelType} (${model.dir}): ${JSON.stringify(prompt)} → ${
+          top.map((t) => `${JSON.stringify(t.text)} ${(100 * t.prob).toFixed(1)}%`).join(", ")
+        } (${((performance.now() - t0) / 1000).toFixed(1)} s with load)`,
+      );
       console.log(memoryReport(model.net));
     } finally {
       await model.dispose();

@@ -8,7 +8,8 @@ import { parseFlags, required, UsageError } from "./args.ts";
 import { statsFor } from "./edit.ts";
 
 /** Usage text. */
-export const STATS_USAGE: string = `keg stats --hparams <yaml> --model <dir|hub id> [--corpus FILES] [--layer L] [--samples N]
+export const STATS_USAGE: string =
+  `keg stats --hparams <yaml> --model <dir|hub id> [--corpus FILES] [--layer L] [--samples N]
   Computes C = E[k kᵀ] of the edit layer's keys over the corpus (cached; Ctrl-C saves progress and a rerun resumes).`;
 
 /** Runs the command. */

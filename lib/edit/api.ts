@@ -32,14 +32,24 @@ export interface EditOutcome extends EditResult {
 }
 
 /** Builds an editor, loading or computing the covariance statistics when the hparams use them. */
-export async function createEditor(model: LoadedModel, hp: RomeHparams, stats?: Stats | string): Promise<RomeEditor> {
+export async function createEditor(
+  model: LoadedModel,
+  hp: RomeHparams,
+  stats?: Stats | string,
+): Promise<RomeEditor> {
   let s: Stats | null = null;
   if (hp.mom2Adjustment) {
     if (typeof stats === "string") s = await loadStatsFile(model, hp.layers[0], stats);
     else if (stats) s = stats;
     else {
-      if (!hp.statsCorpus) throw new Error(`${hp.source}: mom2_adjustment needs statistics: pass stats or set stats_corpus`);
-      s = await collectStats(model, { layer: hp.layers[0], corpus: hp.statsCorpus.split(","), nSamples: hp.mom2NSamples });
+      if (!hp.statsCorpus) {
+        throw new Error(`${hp.source}: mom2_adjustment needs statistics: pass stats or set stats_corpus`);
+      }
+      s = await collectStats(model, {
+        layer: hp.layers[0],
+        corpus: hp.statsCorpus.split(","),
+        nSamples: hp.mom2NSamples,
+      });
     }
   }
   return new RomeEditor(model, hp, { stats: s });

@@ -89,7 +89,9 @@ export async function readCorpus(files: string[], limit: number): Promise<string
       if (out.length >= limit) return out;
     }
   }
-  if (!out.length) throw new Error(`stats corpus ${files.join(", ")}: no usable lines (need > 40 characters)`);
+  if (!out.length) {
+    throw new Error(`stats corpus ${files.join(", ")}: no usable lines (need > 40 characters)`);
+  }
   return out;
 }
 
@@ -121,7 +123,9 @@ export async function loadStatsFile(model: LoadedModel, layer: number, path: str
     let count = Number(f.metadata?.count ?? NaN);
     if (f.has("count")) {
       const raw = await f.read("count");
-      count = raw.dtype === "I64" ? Number(new BigInt64Array(raw.bytes.buffer)[0]) : new Float32Array(raw.bytes.buffer)[0];
+      count = raw.dtype === "I64"
+        ? Number(new BigInt64Array(raw.bytes.buffer)[0])
+        : new Float32Array(raw.bytes.buffer)[0];
     }
     const c = Tensor.from(model.net.deviceOf(layer), m.data, [d, d], "f32", { name: "mom2" });
     return { c, count, source: "file", path };
@@ -180,7 +184,9 @@ export async function collectStats(model: LoadedModel, o: StatsOptions): Promise
   const bs = o.batchSize ?? 32;
   let lastSave = performance.now();
   while (next < seqs.length) {
-    const chunk = seqs.slice(next, next + bs).map((s) => tok.encode(s).slice(0, maxLength)).filter((s) => s.length);
+    const chunk = seqs.slice(next, next + bs).map((s) => tok.encode(s).slice(0, maxLength)).filter((s) =>
+      s.length
+    );
     if (chunk.length) {
       const b = padBatch(chunk);
       const rows: number[] = [];
@@ -202,7 +208,10 @@ export async function collectStats(model: LoadedModel, o: StatsOptions): Promise
       lastSave = performance.now();
       if (o.signal?.aborted) {
         c.dispose();
-        throw new DOMException(`statistics interrupted at ${next}/${seqs.length} sequences; rerun to resume`, "AbortError");
+        throw new DOMException(
+          `statistics interrupted at ${next}/${seqs.length} sequences; rerun to resume`,
+          "AbortError",
+        );
       }
     }
   }

@@ -22,7 +22,12 @@ export interface SavedEdit {
 }
 
 /** Writes the edits (in order) to `dir/keg_edits.safetensors` (write-then-rename). */
-export async function saveEdits(dir: string, model: LoadedModel, edits: EditResult[], hparams: unknown): Promise<string> {
+export async function saveEdits(
+  dir: string,
+  model: LoadedModel,
+  edits: EditResult[],
+  hparams: unknown,
+): Promise<string> {
   await Deno.mkdir(dir, { recursive: true });
   const tensors: TensorToWrite[] = [];
   const meta: Record<string, string> = {
@@ -55,7 +60,9 @@ export async function readEdits(path: string, model?: LoadedModel): Promise<Save
     const m = f.metadata ?? {};
     if (m.format !== "keg-edits-v1") throw new Error(`${file}: not a keg edits file (format ${m.format})`);
     if (model && m.base_fingerprint !== model.fingerprint) {
-      throw new Error(`${file}: edits were made on another base model (fingerprint ${m.base_fingerprint}, this is ${model.fingerprint})`);
+      throw new Error(
+        `${file}: edits were made on another base model (fingerprint ${m.base_fingerprint}, this is ${model.fingerprint})`,
+      );
     }
     const out: SavedEdit[] = [];
     for (let i = 0; i < Number(m.count); i++) {
@@ -79,7 +86,9 @@ export async function applyEdits(model: LoadedModel, edits: SavedEdit[]): Promis
   for (const e of edits) {
     const blk = model.net.blocks[e.layer];
     if (!blk || blk.mlpOut.name !== e.weightName) {
-      throw new Error(`saved edit targets ${e.weightName} (layer ${e.layer}), which this model does not have there`);
+      throw new Error(
+        `saved edit targets ${e.weightName} (layer ${e.layer}), which this model does not have there`,
+      );
     }
     await applyRankOne(blk.mlpOut, e);
   }

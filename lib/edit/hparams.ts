@@ -45,6 +45,7 @@
  * {@linkcode flagsForUpdate}). `p-rome` with `fact_token: last` is an error (the references raise too).
  * @module
  */
+// Inline npm specifier on purpose: a remote `import … from "<url>/mod.ts"` has no import map.
 import { parse as parseYaml } from "npm:yaml@2.9.1";
 import type { Precision } from "../model/precision.ts";
 

@@ -5,7 +5,7 @@
  */
 import { padBatch, type Transformer } from "../model/transformer.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
-import { type LookupToken, type LocatedPrompt, locate } from "./lookup.ts";
+import { locate, type LocatedPrompt, type LookupToken } from "./lookup.ts";
 
 /** Keys and values of one request. */
 export interface KeyValues {
@@ -40,7 +40,7 @@ export async function computeKeyValues(
   layer: number,
   factToken: LookupToken,
 ): Promise<KeyValues> {
-  const prompts = templates.map((t) => locate(tok, t.replace("{}", prompt), subject, factToken));
+  const prompts = templates.map((t) => locate(tok, t.replace("{}", () => prompt), subject, factToken));
   const b = padBatch(prompts.map((p) => p.ids));
   const rows = Uint32Array.from(prompts.map((p, i) => i * b.seq + p.lookup));
   const { x, keys, values } = await net.prefix(b, layer, { layer, readRows: rows });

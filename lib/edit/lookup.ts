@@ -12,7 +12,9 @@ export type LookupToken = "subject_last" | "subject_first" | "last";
 export function parseFactToken(v: string, where = "fact_token"): LookupToken {
   if (v === "subject_last" || v === "subject_first" || v === "last") return v;
   if (v === "subject_first_after_last") {
-    throw new Error(`${where}: "subject_first_after_last" is not supported; use subject_last, subject_first or last`);
+    throw new Error(
+      `${where}: "subject_first_after_last" is not supported; use subject_last, subject_first or last`,
+    );
   }
   throw new Error(`${where}: expected subject_last, subject_first or last, got ${JSON.stringify(v)}`);
 }
@@ -28,7 +30,12 @@ export interface LocatedPrompt {
  * Fills `template` (which contains exactly one "{}") with `subject`, tokenizes it and finds the lookup
  * position. `subject_last` = len(enc(prefix + subject)) − 1, as the reference implementations count.
  */
-export function locate(tok: Tokenizer, template: string, subject: string, factToken: LookupToken): LocatedPrompt {
+export function locate(
+  tok: Tokenizer,
+  template: string,
+  subject: string,
+  factToken: LookupToken,
+): LocatedPrompt {
   const at = template.indexOf("{}");
   if (at < 0) throw new Error(`template ${JSON.stringify(template)} has no "{}" for the subject`);
   const prefix = template.slice(0, at);

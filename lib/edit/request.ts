@@ -60,7 +60,7 @@ export function targetText(targetNew: string): string {
 
 /** The prompt with the subject in place of `{}`. */
 export function promptText(request: EditRequest): string {
-  return request.prompt.replace("{}", request.subject);
+  return request.prompt.replace("{}", () => request.subject);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -9,12 +9,12 @@
  * @module
  */
 import type { Tensor } from "../gpu/tensor.ts";
-import { choleskyFactor, type CholeskyFactor } from "../ops/cholesky.ts";
+import { type CholeskyFactor, choleskyFactor } from "../ops/cholesky.ts";
 import { countNonFinite } from "../ops/elementwise.ts";
 import type { LoadedModel } from "../model/load.ts";
 import type { Linear, Transformer } from "../model/transformer.ts";
 import type { RomeHparams, UpdateKind } from "./hparams.ts";
-import { promptText, targetText, type EditRequest } from "./request.ts";
+import { type EditRequest, targetText } from "./request.ts";
 import { parseFactToken } from "./lookup.ts";
 import { contextTemplates } from "./templates.ts";
 import { computeKeyValues } from "./k_star.ts";
@@ -73,7 +73,11 @@ export class RomeEditor {
   #wNorm = new Map<string, number>();
 
   /** `stats` is required when hp.mom2Adjustment is true (see lib/edit/covariance.ts). */
-  constructor(model: LoadedModel, hp: RomeHparams, opts: { stats?: Stats | null; templates?: string[] } = {}) {
+  constructor(
+    model: LoadedModel,
+    hp: RomeHparams,
+    opts: { stats?: Stats | null; templates?: string[] } = {},
+  ) {
     this.model = model;
     this.hp = hp;
     this.#stats = opts.stats ?? null;
@@ -143,7 +147,7 @@ export class RomeEditor {
     const t0 = now();
     const templates = await this.templates();
     const t1 = now();
-    const prompt = promptText(request);
+    const prompt = request.prompt;
     const factToken = parseFactToken(hp.factToken, `${hp.source}: fact_token`);
     const targetIds = tok.encode(targetText(request.targetNew), { addBos: false });
     if (!targetIds.length) throw new Error(`request ${JSON.stringify(request.subject)}: target_new is empty`);
@@ -174,7 +178,9 @@ export class RomeEditor {
       vs = await computeVStar(net, tok, prompt, request.subject, targetIds, templates, settings);
     }
     if (vs.nonFinite > 0 || !vs.vStar.every(Number.isFinite)) {
-      throw new Error(`v* optimisation produced non-finite values even with f32 activations; no weight was changed`);
+      throw new Error(
+        `v* optimisation produced non-finite values even with f32 activations; no weight was changed`,
+      );
     }
     const t3 = now();
     const gpu = this.weight.w.gpu;
@@ -189,12 +195,18 @@ export class RomeEditor {
     });
     const t4 = now();
     if (!rankOne.u.every(Number.isFinite) || !rankOne.r.every(Number.isFinite)) {
-      throw new Error(`the update has non-finite values (division factor ${rankOne.divisionFactor}); no weight was changed`);
+      throw new Error(
+        `the update has non-finite values (division factor ${rankOne.divisionFactor}); no weight was changed`,
+      );
     }
     const wn = await this.#weightNorm();
     const dWRel = l2(rankOne.r) * l2(rankOne.u) / wn;
     if (rankOne.divisionFactor <= 0) {
-      warnings.push(`division factor k·u = ${rankOne.divisionFactor.toPrecision(4)} ≤ 0: the edit is likely to collapse the model`);
+      warnings.push(
+        `division factor k·u = ${
+          rankOne.divisionFactor.toPrecision(4)
+        } ≤ 0: the edit is likely to collapse the model`,
+      );
     } else if (dWRel > 1) {
       warnings.push(`‖ΔW‖/‖W‖ = ${dWRel.toFixed(3)} > 1: a collapsing edit is likely (R-ROME paper)`);
     }
@@ -203,7 +215,9 @@ export class RomeEditor {
     if (bad) {
       await this.#restoreWeight(this.weight.name, this.weight.w);
       for (const e of this.history) await applyRankOne(this.weight, e.rankOne);
-      throw new Error(`applying the update made ${bad} weight values non-finite (${this.weight.w.dtype}); reverted`);
+      throw new Error(
+        `applying the update made ${bad} weight values non-finite (${this.weight.w.dtype}); reverted`,
+      );
     }
     const t5 = now();
     const result: EditResult = {
@@ -225,7 +239,14 @@ export class RomeEditor {
       mom2Adjustment: hp.mom2Adjustment,
       fallbacks,
       warnings,
-      timings: { templates: t1 - t0, kStar: t2 - t1, vStar: t3 - t2, solve: t4 - t3, update: t5 - t4, total: t5 - t0 },
+      timings: {
+        templates: t1 - t0,
+        kStar: t2 - t1,
+        vStar: t3 - t2,
+        solve: t4 - t3,
+        update: t5 - t4,
+        total: t5 - t0,
+      },
     };
     this.history.push(result);
     return result;

@@ -36,11 +36,17 @@ function sampleTopK(row: Float32Array, k: number, r: () => number): number {
 }
 
 /** Samples (or loads from cache) the context templates of a model. */
-export async function contextTemplates(net: Transformer, tok: Tokenizer, opts: TemplateOptions): Promise<string[]> {
+export async function contextTemplates(
+  net: Transformer,
+  tok: Tokenizer,
+  opts: TemplateOptions,
+): Promise<string[]> {
   const topK = opts.topK ?? 5, seed = opts.seed ?? 0;
   let cachePath: string | null = null;
   if (opts.fingerprint) {
-    const key = await sha256Hex(JSON.stringify([opts.fingerprint, opts.lengthParams, topK, seed, net.precision]));
+    const key = await sha256Hex(
+      JSON.stringify([opts.fingerprint, opts.lengthParams, topK, seed, net.precision]),
+    );
     cachePath = `${await cacheDir("templates")}/${key.slice(0, 32)}.json`;
     try {
       return JSON.parse(await Deno.readTextFile(cachePath));

@@ -16,7 +16,6 @@ import { outerUpdate } from "../ops/outer.ts";
 import type { Linear } from "../model/transformer.ts";
 import type { UpdateKind } from "./hparams.ts";
 
-
 /** Inputs of {@link computeUpdate}. */
 export interface UpdateInputs {
   kind: UpdateKind;
@@ -50,7 +49,11 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Solves C x = k with the cached factor (or x = k when C = I) and normalises. */
-export async function solveKey(gpu: Gpu, factor: CholeskyFactor | null, k: Float32Array): Promise<Float32Array> {
+export async function solveKey(
+  gpu: Gpu,
+  factor: CholeskyFactor | null,
+  k: Float32Array,
+): Promise<Float32Array> {
   let x: Float32Array;
   if (factor) {
     const b = Tensor.from(gpu, k, [k.length], "f32", { name: "k" });
@@ -66,7 +69,11 @@ export async function solveKey(gpu: Gpu, factor: CholeskyFactor | null, k: Float
 }
 
 /** Computes u and r for a variant. All algebra in f32/f64 on the host (vectors are small). */
-export async function computeUpdate(gpu: Gpu, factor: CholeskyFactor | null, i: UpdateInputs): Promise<RankOne> {
+export async function computeUpdate(
+  gpu: Gpu,
+  factor: CholeskyFactor | null,
+  i: UpdateInputs,
+): Promise<RankOne> {
   const key = i.kind === "p-rome" ? i.kPrompt : i.kStar;
   const u = await solveKey(gpu, factor, key);
   let r: Float32Array, vRef: Float32Array, div: number;
@@ -84,7 +91,11 @@ export async function computeUpdate(gpu: Gpu, factor: CholeskyFactor | null, i: 
 }
 
 /** W += α·u rᵀ in W's layout (α = 1 applies, −1 removes an edit). */
-export async function applyRankOne(w: Linear, e: { u: Float32Array; r: Float32Array }, alpha = 1): Promise<void> {
+export async function applyRankOne(
+  w: Linear,
+  e: { u: Float32Array; r: Float32Array },
+  alpha = 1,
+): Promise<void> {
   const gpu = w.w.gpu;
   const u = Tensor.from(gpu, e.u, [e.u.length], "f32", { name: "u" });
   const r = Tensor.from(gpu, e.r, [e.r.length], "f32", { name: "r" });

@@ -13,7 +13,7 @@ import { klDivergence, logSoftmax, tokenNll } from "../ops/loss.ts";
 import { backwardFromLogits, forwardWithTape, type TapedForward } from "../model/backward.ts";
 import { disposeTape, moveTo, padBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
-import { type LookupToken, locate } from "./lookup.ts";
+import { locate, type LookupToken } from "./lookup.ts";
 
 /** Settings of the δ optimisation (EasyEdit names in comments). */
 export interface VStarSettings {
@@ -69,7 +69,7 @@ export function rewritingBatch(
   const tail = tok.decode(targetIds.slice(0, -1));
   const rows: VStarResult["rows"] = [];
   for (const t of templates) {
-    const p = locate(tok, t.replace("{}", prompt) + tail, subject, factToken);
+    const p = locate(tok, t.replace("{}", () => prompt) + tail, subject, factToken);
     const n = p.ids.length;
     rows.push({ ...p, targetPositions: targetIds.map((_, j) => n - targetIds.length + j) });
   }
@@ -143,10 +143,15 @@ export async function computeVStar(
       let nll = 0;
       for (let r = 0; r < T; r++) nll += weights[r] * nllRes.nll[r];
       if (!initLogProbs) initLogProbs = await logSoftmax(taped.logits, Uint32Array.of(klLogitRow));
-      const klRes = await klDivergence(taped.logits, klLogitRow, initLogProbs.reshape([net.config.vocabSize]), {
-        weight: s.klFactor,
-        into: nllRes.dLogits,
-      });
+      const klRes = await klDivergence(
+        taped.logits,
+        klLogitRow,
+        initLogProbs.reshape([net.config.vocabSize]),
+        {
+          weight: s.klFactor,
+          into: nllRes.dLogits,
+        },
+      );
       const kl = s.klFactor * klRes.kl;
       const dn = norm(delta);
       const wd = wdScale * dn;
@@ -179,7 +184,7 @@ export async function computeVStar(
         delta[j] -= s.lr * mh / (Math.sqrt(vh) + eps);
       }
       const n = norm(delta);
-      if (n > maxNorm) for (let j = 0; j < dModel; j++) delta[j] *= maxNorm / n;
+      if (n > maxNorm) { for (let j = 0; j < dModel; j++) delta[j] *= maxNorm / n; }
       if (!Number.isFinite(n)) {
         nonFinite++;
         break;

@@ -32,7 +32,14 @@ import type { EditRequest as EditorRequest } from "../edit/request.ts";
 import { applyRankOne } from "../edit/update.ts";
 import { rng } from "../util/random.ts";
 import { type DatasetFormat, type EditRequest, type EvalRecord, fillTemplate } from "./datasets/mod.ts";
-import { locality, meanNll, nGramEntropy, type PhaseMetrics, type TargetNlls, tokenAccuracy } from "./metrics.ts";
+import {
+  locality,
+  meanNll,
+  nGramEntropy,
+  type PhaseMetrics,
+  type TargetNlls,
+  tokenAccuracy,
+} from "./metrics.ts";
 
 /** How edits relate to each other during a run. */
 export type ProtocolKind = "independent" | "sequential";
@@ -374,7 +381,9 @@ export async function sampleTexts(
       if (seqs[i].length >= maxLength || (tok.eosId !== null && next === tok.eosId)) active[i] = false;
     });
   }
-  return seqs.map((s) => tok.decode(s, { skipSpecialTokens: true }).normalize("NFKD").replaceAll("\n\n", " "));
+  return seqs.map((s) =>
+    tok.decode(s, { skipSpecialTokens: true }).normalize("NFKD").replaceAll("\n\n", " ")
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -434,12 +443,24 @@ const EMPTY = new Float32Array(0);
 
 /** Drops an edit's large intermediates, keeping what the editor needs to revert it (u, r). */
 function slim(e: EditResult): void {
-  e.kStar = e.vBar = e.kPrompt = e.vPrompt = e.targetInit = e.delta = e.vStar = EMPTY;
+  e.kStar =
+    e.vBar =
+    e.kPrompt =
+    e.vPrompt =
+    e.targetInit =
+    e.delta =
+    e.vStar =
+      EMPTY;
   e.rankOne = { ...e.rankOne, vRef: EMPTY, key: EMPTY };
 }
 
 /** Re-applies a saved delta and records it in the editor's history (so the editor can revert it). */
-async function reapply(model: LoadedModel, editor: RomeEditor, d: SavedDelta, req: EditorRequest): Promise<void> {
+async function reapply(
+  model: LoadedModel,
+  editor: RomeEditor,
+  d: SavedDelta,
+  req: EditorRequest,
+): Promise<void> {
   const { weightName, u, r } = loadDelta(d);
   const block = model.net.blocks.find((b) => b.mlpOut.name === weightName);
   if (!block) throw new Error(`saved delta for ${weightName}: the model has no such weight`);
@@ -560,7 +581,7 @@ export interface RunOptions {
   onRecord: (r: RecordResult) => void | Promise<void>;
   /** Sequential: called with each record's final metrics. */
   onFinal?: (f: FinalResult) => void | Promise<void>;
-  /** Progress: a unit of `stage` finished (`total` units in that stage). */
+  /** Progress: `done` of the `total` units of `stage` finished (called with 0 when a stage starts). */
   onProgress?: (stage: RunStage, done: number, total: number, last?: RecordResult) => void;
   /** Most (prompt, target) rows per scoring batch. */
   batchRows?: number;
@@ -593,6 +614,7 @@ export async function runProtocol(
 
   if (protocol === "independent") {
     let n = 0;
+    progress("edit", 0, pending.length);
     for (const { index, record } of pending) {
       resetPeaks();
       const t0 = performance.now();
@@ -625,6 +647,7 @@ export async function runProtocol(
     );
   }
   const pres = new Map<number, PhaseEval>();
+  if (pending.length) progress("pre", 0, pending.length);
   for (const [n, { index, record }] of pending.entries()) {
     pres.set(index, await evaluatePhase(model, record, phase));
     progress("pre", n + 1, pending.length);
@@ -643,6 +666,7 @@ export async function runProtocol(
     if (r) localityPre.set(it.index, r.localityPre ?? {});
   }
   let n = 0;
+  if (pending.length) progress("edit", 0, pending.length);
   for (const { index, record } of pending) {
     resetPeaks();
     const pre = pres.get(index)!;
@@ -666,6 +690,7 @@ export async function runProtocol(
   }
   const doneFinal = opts.doneFinal ?? new Map<number, FinalResult>();
   const todo = sorted.filter((it) => doneFinal.get(it.index)?.editsApplied !== sorted.length);
+  if (todo.length) progress("final", 0, todo.length);
   for (const [k, { index, record }] of todo.entries()) {
     const fin = await evaluatePhase(model, record, { ...phase, reference: localityPre.get(index) });
     await opts.onFinal?.({ index, caseId: record.caseId, editsApplied: sorted.length, final: fin.metrics });
@@ -703,7 +728,9 @@ function resultOf(
  * A copy of a result without what varies from run to run (timings, memory) and without the resume
  * bookkeeping (deltas): two runs of the same records give equal comparable results.
  */
-export function comparableResult(r: RecordResult): Omit<RecordResult, "time" | "evalSeconds" | "memory" | "deltas"> {
+export function comparableResult(
+  r: RecordResult,
+): Omit<RecordResult, "time" | "evalSeconds" | "memory" | "deltas"> {
   const { time: _t, evalSeconds: _e, memory: _m, deltas: _d, ...rest } = r;
   return {
     ...rest,

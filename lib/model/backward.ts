@@ -12,7 +12,14 @@ import { addInPlace, geluNewBackward, siluMulBackward } from "../ops/activation.
 import { attentionBackward } from "../ops/attention.ts";
 import { rotaryBackward } from "../ops/rotary.ts";
 import { cast } from "../ops/elementwise.ts";
-import { type BlockTape, disposeTape, moveTo, type Norm, type TokenBatch, type Transformer } from "./transformer.ts";
+import {
+  type BlockTape,
+  disposeTape,
+  moveTo,
+  type Norm,
+  type TokenBatch,
+  type Transformer,
+} from "./transformer.ts";
 
 /** The result of {@link forwardWithTape}. */
 export interface TapedForward {
@@ -103,7 +110,13 @@ export async function blockBackward(
   const { dq, dk, dv } = await attentionBackward(t.q, t.k, t.v, dA, shape);
   dA.dispose();
   if (c.rotary) {
-    const ro = { batch: b.batch, seq: b.seq, headDim: c.headDim, rotaryDim: c.rotary.dim, theta: c.rotary.theta };
+    const ro = {
+      batch: b.batch,
+      seq: b.seq,
+      headDim: c.headDim,
+      rotaryDim: c.rotary.dim,
+      theta: c.rotary.theta,
+    };
     await rotaryBackward(dq, { ...ro, heads: c.numHeads, interleaved: c.rotary.interleaved });
     await rotaryBackward(dk, { ...ro, heads: c.numKvHeads, interleaved: c.rotary.interleaved });
   }

@@ -38,7 +38,9 @@ function budgets(net: Transformer, prompts: number[][], opts: GenerateOptions): 
   return prompts.map((p, r) => {
     if (p.length === 0) throw new Error(`generate: prompt ${r} is empty`);
     if (p.length > maxPos) {
-      throw new Error(`generate: prompt ${r} has ${p.length} tokens, more than the model's ${maxPos} positions`);
+      throw new Error(
+        `generate: prompt ${r} has ${p.length} tokens, more than the model's ${maxPos} positions`,
+      );
     }
     // A sequence of length L ≤ maxPos produces token L+1: tokens L = P … maxPos give maxPos − P + 1 of them.
     return Math.min(opts.maxNewTokens, maxPos - p.length + 1);
@@ -46,7 +48,11 @@ function budgets(net: Transformer, prompts: number[][], opts: GenerateOptions): 
 }
 
 /** Greedy continuation of one prompt. Returns the new ids (EOS included when produced). */
-export async function greedyGenerate(net: Transformer, prompt: number[], opts: GenerateOptions): Promise<number[]> {
+export async function greedyGenerate(
+  net: Transformer,
+  prompt: number[],
+  opts: GenerateOptions,
+): Promise<number[]> {
   const [out] = await greedyGenerateBatch(net, [prompt], opts);
   return out;
 }
@@ -86,14 +92,22 @@ export async function greedyGenerateBatch(
     logits.dispose();
     first.forEach((id, r) => !done[r] && take(r, id));
     const B = prompts.length;
-    const step: TokenBatch = { batch: B, seq: 1, lengths: new Array<number>(B).fill(1), ids: new Uint32Array(B) };
+    const step: TokenBatch = {
+      batch: B,
+      seq: 1,
+      lengths: new Array<number>(B).fill(1),
+      ids: new Uint32Array(B),
+    };
     while (done.some((d) => !d)) {
       const live: number[] = [];
       for (let r = 0; r < B; r++) {
         step.ids[r] = done[r] ? 0 : outs[r][outs[r].length - 1];
         if (!done[r]) live.push(r);
       }
-      const lg = await net.forwardCached(step, cache, { logitRows: "all", keep: done.map((d) => (d ? 0 : 1)) });
+      const lg = await net.forwardCached(step, cache, {
+        logitRows: "all",
+        keep: done.map((d) => (d ? 0 : 1)),
+      });
       const next = await argmaxRows(lg, Uint32Array.from(live));
       lg.dispose();
       live.forEach((r, i) => take(r, next[i]));
@@ -114,7 +128,9 @@ async function recompute(
 ): Promise<void> {
   while (done.some((d) => !d)) {
     const live = prompts.map((_, r) => r).filter((r) => !done[r]);
-    const r0 = await net.forward(padBatch(live.map((r) => [...prompts[r], ...outs[r]])), { logitRows: "last" });
+    const r0 = await net.forward(padBatch(live.map((r) => [...prompts[r], ...outs[r]])), {
+      logitRows: "last",
+    });
     const next = await argmaxRows(r0.logits);
     r0.logits.dispose();
     live.forEach((r, i) => take(r, next[i]));

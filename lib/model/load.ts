@@ -63,7 +63,13 @@ export function architectureFor(cfg: ModelConfig, names: Set<string>): Architect
 }
 
 /** Slice `index` of `of` equal parts along the output dimension of a linear weight held on the host. */
-function slicePart(data: Float32Array | Float16Array, shape: number[], layout: "out_in" | "in_out", index: number, of: number) {
+function slicePart(
+  data: Float32Array | Float16Array,
+  shape: number[],
+  layout: "out_in" | "in_out",
+  index: number,
+  of: number,
+) {
   if (layout === "out_in") {
     const rows = shape[0] / of, cols = shape[1];
     return { data: data.subarray(index * rows * cols, (index + 1) * rows * cols), shape: [rows, cols] };
@@ -213,7 +219,7 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
     f16Overflow,
     async dispose() {
       await checkpoint.close();
-      if (ownGpus) for (const g of gpus) await g.destroy();
+      if (ownGpus) { for (const g of gpus) await g.destroy(); }
     },
   };
 }

@@ -6,7 +6,9 @@
 
 /** Layer → device index for `numLayers` layers on `devices` devices (contiguous, balanced). */
 export function evenPlacement(numLayers: number, devices: number): number[] {
-  if (!Number.isInteger(devices) || devices < 1) throw new Error(`devices: expected a positive integer, got ${devices}`);
+  if (!Number.isInteger(devices) || devices < 1) {
+    throw new Error(`devices: expected a positive integer, got ${devices}`);
+  }
   if (devices > numLayers) throw new Error(`devices: ${devices} devices for only ${numLayers} layers`);
   const out: number[] = [];
   for (let i = 0; i < numLayers; i++) out.push(Math.floor((i * devices) / numLayers));

@@ -48,7 +48,12 @@ export async function scoreTargets(
   const all = await lp.read();
   lp.dispose();
   const V = net.config.vocabSize;
-  const out: TargetScore[] = targets.map((t) => ({ tokenLogProbs: [], meanLogProb: 0, argmax: [], targetIds: t }));
+  const out: TargetScore[] = targets.map((t) => ({
+    tokenLogProbs: [],
+    meanLogProb: 0,
+    argmax: [],
+    targetIds: t,
+  }));
   owner.forEach(([i, j], k) => {
     const row = all.subarray(k * V, (k + 1) * V);
     out[i].tokenLogProbs.push(row[targets[i][j]]);
@@ -56,7 +61,9 @@ export async function scoreTargets(
     for (let v = 1; v < V; v++) if (row[v] > row[best]) best = v;
     out[i].argmax.push(best);
   });
-  for (const s of out) s.meanLogProb = s.tokenLogProbs.reduce((a, b) => a + b, 0) / Math.max(1, s.tokenLogProbs.length);
+  for (const s of out) {
+    s.meanLogProb = s.tokenLogProbs.reduce((a, b) => a + b, 0) / Math.max(1, s.tokenLogProbs.length);
+  }
   return out;
 }
 

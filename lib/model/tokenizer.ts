@@ -12,6 +12,7 @@
  * tokens (no EOS), which is what causal-LM prompts need.
  * @module
  */
+// Inline npm specifier on purpose: a remote `import … from "<url>/mod.ts"` has no import map.
 import {
   ByteLevelPreTokenizer,
   type PreTokenizer,

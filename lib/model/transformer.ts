@@ -205,7 +205,9 @@ export class ModelKvCache {
   /** Bytes of cache per device index of `net` (k and v of every layer). */
   bytes(net: Transformer): number[] {
     const out = net.devices.map(() => 0);
-    for (const l of this.layers) out[net.devices.indexOf(l.k[0].gpu)] += l.k[0].byteLength + l.v[0].byteLength;
+    for (const l of this.layers) {
+      out[net.devices.indexOf(l.k[0].gpu)] += l.k[0].byteLength + l.v[0].byteLength;
+    }
     return out;
   }
 
@@ -327,7 +329,9 @@ export class Transformer {
   ): Promise<{ keys?: Tensor; values?: Tensor }> {
     const c = this.config;
     const blk = this.blocks[i];
-    if (cache && tape) throw new Error("Transformer.block: a tape cannot be recorded while decoding with a cache");
+    if (cache && tape) {
+      throw new Error("Transformer.block: a tape cannot be recorded while decoding with a cache");
+    }
     const keep = (t: Tensor, name: keyof BlockTape) => tape ? (tape[name] = t) : t.dispose();
     if (tape) tape.xIn = await cast(x, x.dtype);
     const h = await this.#norm(x, blk.ln1);
@@ -435,7 +439,11 @@ export class Transformer {
    * Runs the embedding and blocks 0…`upto` (inclusive). Returns the residual stream after block `upto` and,
    * when the hooks read rows at a layer ≤ upto, that layer's keys and values (f32 tensors on its device).
    */
-  async prefix(b: TokenBatch, upto: number, hooks?: MlpHooks): Promise<{ x: Tensor; keys?: Tensor; values?: Tensor }> {
+  async prefix(
+    b: TokenBatch,
+    upto: number,
+    hooks?: MlpHooks,
+  ): Promise<{ x: Tensor; keys?: Tensor; values?: Tensor }> {
     let x = await this.embedTokens(b);
     let keys: Tensor | undefined, values: Tensor | undefined;
     for (let i = 0; i <= upto; i++) {
@@ -474,7 +482,9 @@ export class Transformer {
    * Returns f32 logits [rows, vocab] on the last layer's device for `opts.logitRows` (default "last").
    */
   async forwardCached(b: TokenBatch, cache: ModelKvCache, opts: CachedForwardOptions = {}): Promise<Tensor> {
-    if (cache.batch !== b.batch) throw new Error(`forwardCached: batch ${b.batch} != cache batch ${cache.batch}`);
+    if (cache.batch !== b.batch) {
+      throw new Error(`forwardCached: batch ${b.batch} != cache batch ${cache.batch}`);
+    }
     const keep = opts.keep ?? b.lengths;
     const start = [...cache.lengths];
     for (let r = 0; r < b.batch; r++) {
@@ -482,7 +492,9 @@ export class Transformer {
         throw new Error(`forwardCached: row ${r} keeps ${keep[r]} of ${b.seq} new tokens`);
       }
       if (start[r] + b.seq > cache.maxLen) {
-        throw new Error(`forwardCached: row ${r} has ${start[r]} + ${b.seq} tokens, over the cache's ${cache.maxLen}`);
+        throw new Error(
+          `forwardCached: row ${r} has ${start[r]} + ${b.seq} tokens, over the cache's ${cache.maxLen}`,
+        );
       }
       if (this.positions && keep[r] > 0 && start[r] + keep[r] > this.positions.shape[0]) {
         throw new Error(
@@ -520,7 +532,9 @@ export class Transformer {
     add(this.positions ?? undefined);
     for (const blk of this.blocks) {
       for (const n of [blk.ln1, blk.ln2]) if (n) add(n.w), add(n.b);
-      for (const l of [blk.q, blk.k, blk.v, blk.o, blk.mlpIn, blk.mlpGate, blk.mlpOut]) if (l) add(l.w), add(l.b);
+      for (const l of [blk.q, blk.k, blk.v, blk.o, blk.mlpIn, blk.mlpGate, blk.mlpOut]) {
+        if (l) add(l.w), add(l.b);
+      }
     }
     add(this.finalNorm.w), add(this.finalNorm.b), add(this.lmHead.w), add(this.lmHead.b);
     return out;

@@ -161,7 +161,9 @@ function intervals(total: number, cuts: number[], cap: number): [number, number]
 function sameDevice(op: string, ts: (Tensor | undefined)[]): Gpu {
   const gpu = ts[0]!.gpu;
   for (const t of ts) {
-    if (t && t.gpu !== gpu) throw new GpuError(op, `tensors live on different devices (${gpu.label}, ${t.gpu.label})`);
+    if (t && t.gpu !== gpu) {
+      throw new GpuError(op, `tensors live on different devices (${gpu.label}, ${t.gpu.label})`);
+    }
     if (t?.disposed) throw new GpuError(op, `tensor ${t.name} was disposed`);
   }
   return gpu;
@@ -182,7 +184,11 @@ export function defaultOutDtype(...dtypes: DType[]): DType {
 
 /** dst ← src (same shape; any dtypes), on the GPU, over both tensors' chunks. */
 export async function convertInto(src: Tensor, dst: Tensor, op = "convert"): Promise<void> {
-  const pipe = await src.gpu.pipeline({ family: "cast", entry: "convert", types: { SRC: src.dtype, DST: dst.dtype } });
+  const pipe = await src.gpu.pipeline({
+    family: "cast",
+    entry: "convert",
+    types: { SRC: src.dtype, DST: dst.dtype },
+  });
   for (const s of rowSegments([src, dst])) {
     const n = s.rows * src.rowSize;
     src.gpu.dispatch(
@@ -401,7 +407,10 @@ export async function linear(x: Tensor, w: Tensor, opts: LinearOptions): Promise
   const x2 = as2d(op, x, "x");
   const outShape = [...x.shape.slice(0, -1), outDim];
   const out = opts.out ? as2d(op, opts.out, "out") : undefined;
-  if (opts.out && (opts.out.shape.length !== outShape.length || opts.out.shape.some((d, i) => d !== outShape[i]))) {
+  if (
+    opts.out &&
+    (opts.out.shape.length !== outShape.length || opts.out.shape.some((d, i) => d !== outShape[i]))
+  ) {
     throw new GpuError(op, `out has shape [${opts.out.shape}], expected [${outShape}]`);
   }
   const y = await matmul(x2, w, {
@@ -428,7 +437,10 @@ export async function linearT(dy: Tensor, w: Tensor, opts: LinearTOptions): Prom
   const dy2 = as2d(op, dy, "dy");
   const outShape = [...dy.shape.slice(0, -1), inDim];
   const out = opts.out ? as2d(op, opts.out, "out") : undefined;
-  if (opts.out && (opts.out.shape.length !== outShape.length || opts.out.shape.some((d, i) => d !== outShape[i]))) {
+  if (
+    opts.out &&
+    (opts.out.shape.length !== outShape.length || opts.out.shape.some((d, i) => d !== outShape[i]))
+  ) {
     throw new GpuError(op, `out has shape [${opts.out.shape}], expected [${outShape}]`);
   }
   const dx = await matmul(dy2, w, {

@@ -6,7 +6,17 @@ import { maxAbsDiff, sharedPath } from "../_util.ts";
 import { type Json, postEdit, relErr, runRecord, setupOracle } from "./_oracle.ts";
 
 // Tolerances: oracle README's suggestions for an f32 implementation (f32 vs f64 error × 30–100 margin).
-const TOL = { kStar: 1e-4, u: 1e-4, vPrompt: 1e-4, vBar: 1e-4, delta: 2e-3, vStar: 1e-3, right: 2e-3, div: 1e-4, lp: 2e-3 };
+const TOL = {
+  kStar: 1e-4,
+  u: 1e-4,
+  vPrompt: 1e-4,
+  vBar: 1e-4,
+  delta: 2e-3,
+  vStar: 1e-3,
+  right: 2e-3,
+  div: 1e-4,
+  lp: 2e-3,
+};
 
 for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
   Deno.test(`ROME / R-ROME / p-ROME on ${name} match the PyTorch oracle in f32 (record 0)`, async () => {
@@ -25,7 +35,9 @@ for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
       run.vs.rows.forEach((row, j) => {
         assert.deepEqual(row.ids, e.rewriting_and_kl_prompts[j].ids, `rewriting row ${j} ids`);
         assert.equal(row.lookup, e.rewriting_and_kl_prompts[j].lookup_idx, `rewriting row ${j} lookup`);
-        if (j < run.vs.rows.length - 1) assert.deepEqual(row.targetPositions, e.rewriting_and_kl_prompts[j].target_positions);
+        if (j < run.vs.rows.length - 1) {
+          assert.deepEqual(row.targetPositions, e.rewriting_and_kl_prompts[j].target_positions);
+        }
       });
       assert.ok(relErr(run.kv.kStar, e.k_star) < TOL.kStar, "k*");
       assert.ok(relErr(run.kv.kPrompt, e.k_prompt) < TOL.kStar, "k_prompt");
@@ -36,18 +48,33 @@ for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
       assert.equal(run.vs.steps.length, e.v_opt.n_forwards, "forwards");
       run.vs.steps.forEach((st, j) => {
         const o = e.v_opt.steps[j];
-        assert.ok(Math.abs(st.nll - o.nll) <= 1e-3 * Math.abs(o.nll) + 1e-4, `step ${j} nll ${st.nll} vs ${o.nll}`);
+        assert.ok(
+          Math.abs(st.nll - o.nll) <= 1e-3 * Math.abs(o.nll) + 1e-4,
+          `step ${j} nll ${st.nll} vs ${o.nll}`,
+        );
         assert.ok(Math.abs(st.kl - o.kl) <= 1e-2 * Math.abs(o.kl) + 1e-6, `step ${j} kl ${st.kl} vs ${o.kl}`);
-        assert.ok(Math.abs(st.deltaNorm - o.delta_norm) <= 1e-3 * Math.abs(o.delta_norm) + 1e-6, `step ${j} ‖δ‖`);
+        assert.ok(
+          Math.abs(st.deltaNorm - o.delta_norm) <= 1e-3 * Math.abs(o.delta_norm) + 1e-6,
+          `step ${j} ‖δ‖`,
+        );
       });
       assert.ok(relErr(run.vs.delta, e.delta) < TOL.delta, "δ");
       assert.ok(relErr(run.updates.rome.u, e.u) < TOL.u, "u");
       assert.ok(relErr(run.updates["p-rome"].u, e.u_prompt) < TOL.u, "u_prompt");
       for (const kind of ["rome", "r-rome", "p-rome"] as const) {
         const o = e.variants[kind], up = run.updates[kind];
-        assert.ok(relErr(run.vs.vStar.map((v, j) => kind === "p-rome" ? run.kv.vPrompt[j] + run.vs.delta[j] : v), o.v_star) < TOL.vStar, `${kind} v*`);
+        assert.ok(
+          relErr(
+            run.vs.vStar.map((v, j) => kind === "p-rome" ? run.kv.vPrompt[j] + run.vs.delta[j] : v),
+            o.v_star,
+          ) < TOL.vStar,
+          `${kind} v*`,
+        );
         assert.ok(relErr(up.vRef, o.v_ref) < TOL.vPrompt, `${kind} v_ref`);
-        assert.ok(Math.abs(up.divisionFactor - o.division_factor) <= TOL.div * Math.abs(o.division_factor), `${kind} division factor`);
+        assert.ok(
+          Math.abs(up.divisionFactor - o.division_factor) <= TOL.div * Math.abs(o.division_factor),
+          `${kind} division factor`,
+        );
         assert.ok(up.divisionFactor > 0, `${kind}: k·C⁻¹k > 0`);
         assert.ok(relErr(up.r, o.right_vector) < TOL.right, `${kind} right vector`);
         // post-edit log-probs and the success pattern
@@ -59,7 +86,11 @@ for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
           const score = (ln: number[], lt: number[], rev: boolean) =>
             ln.filter((x, k) => rev ? lt[k] > x : x > lt[k]).length / ln.length;
           const mk = g === "neighborhood" ? "neighborhood_score" : `${g}_score`;
-          assert.equal(score(post[g].lp_new, post[g].lp_true, g === "neighborhood"), o.post.metrics[mk], `${kind} ${mk}`);
+          assert.equal(
+            score(post[g].lp_new, post[g].lp_true, g === "neighborhood"),
+            o.post.metrics[mk],
+            `${kind} ${mk}`,
+          );
         }
       }
       // closed form: after the R-ROME update the rewrite module maps k* to v* (W'k* + b = v*)
@@ -97,7 +128,10 @@ Deno.test("f16 and mixed precision edits stay close to f32 (tiny-gpt2-counterfac
       // f16 keys and values carry ~2^-11 relative rounding per layer: k* within 1e-2, and the v* loss after
       // 5 Adam steps within 2 % of the f32 oracle's (a full 20-step f16 run measured 0.6853 vs 0.6850).
       assert.ok(relErr(run.kv.kStar, e.k_star) < 1e-2, `${precision} k* ${relErr(run.kv.kStar, e.k_star)}`);
-      assert.ok(Math.abs(last.nll - oLast.nll) < 0.02 * oLast.nll, `${precision} nll ${last.nll} vs ${oLast.nll}`);
+      assert.ok(
+        Math.abs(last.nll - oLast.nll) < 0.02 * oLast.nll,
+        `${precision} nll ${last.nll} vs ${oLast.nll}`,
+      );
       assert.ok(relErr(run.vs.targetInit, e.target_init) < 1e-2, `${precision} target_init`);
     } finally {
       s.factor.dispose();

@@ -64,7 +64,11 @@ for (const fixture of FIXTURES) {
       // exact. mistral-tiny's 16 tokens cross its sliding window of 8.
       const cached = await greedyGenerate(net, g.input_ids, opts);
       assert.deepEqual(cached, want, "KV cache vs reference");
-      assert.deepEqual(await greedyGenerate(net, g.input_ids, { ...opts, kvCache: false }), want, "recompute");
+      assert.deepEqual(
+        await greedyGenerate(net, g.input_ids, { ...opts, kvCache: false }),
+        want,
+        "recompute",
+      );
 
       // The cached step's logits equal a full forward's last row (not only their argmax).
       const seq = [...g.input_ids, ...want.slice(0, 4)];
@@ -97,7 +101,11 @@ for (const fixture of FIXTURES) {
       for (let r = 0; r < 3; r++) {
         assert.deepEqual(batch[r], await greedyGenerate(net, prompts[r], opts), `batch row ${r} vs alone`);
       }
-      assert.deepEqual(await greedyGenerateBatch(net, prompts, { ...opts, kvCache: false }), batch, "batch recompute");
+      assert.deepEqual(
+        await greedyGenerateBatch(net, prompts, { ...opts, kvCache: false }),
+        batch,
+        "batch recompute",
+      );
 
       // EOS stops one row (included) while the other rows go on; the position limit caps the sequence read.
       const eos = want[3];
@@ -106,7 +114,11 @@ for (const fixture of FIXTURES) {
       assert.deepEqual(stopped[1], cutAt(batch[2], eos), "the other row");
       const maxPositions = g.input_ids.length + 3; // sequences of length P … P+3 are read: 4 tokens
       for (const kvCache of [true, false]) {
-        const capped = await greedyGenerateBatch(net, [g.input_ids, prompts[2]], { ...opts, maxPositions, kvCache });
+        const capped = await greedyGenerateBatch(net, [g.input_ids, prompts[2]], {
+          ...opts,
+          maxPositions,
+          kvCache,
+        });
         assert.deepEqual(capped[0], want.slice(0, 4), `position limit (kvCache ${kvCache})`);
         // the one-token prompt reads sequences of length 1 … maxPositions: maxPositions tokens (< 10)
         assert.deepEqual(capped[1], batch[2].slice(0, maxPositions), `short row (kvCache ${kvCache})`);
@@ -155,5 +167,5 @@ Deno.test("KV-cache generation completes known facts on tiny-gpt2-counterfact li
 });
 
 Deno.test("generate-test teardown: release the shared devices", async () => {
-  if (gpus) for (const g of await gpus) await g.destroy();
+  if (gpus) { for (const g of await gpus) await g.destroy(); }
 });

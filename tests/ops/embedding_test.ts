@@ -161,8 +161,17 @@ Deno.test("scatterAddRows is the transpose of gatherRows (chunked, f32 and f16)"
     // one rounding of the sum (|values| ≤ 2) to the storage type
     assertClose(await dst.read(), want, dtype === "f16" ? 2 * 2 ** -11 : 2 * 2 ** -24, 0, `scatter ${dtype}`);
     const g = await gatherRows(dst, rows);
-    assertClose(await g.read(), rows.reduce((acc: number[], r) => acc.concat(Array.from(want.slice(r * d, r * d + d))), []), dtype === "f16" ? 2 * 2 ** -11 : 2 * 2 ** -24, 0, "gather back");
-    await assert.rejects(() => scatterAddRows(dst, Tensor.from(gpu, src, [4, d], "f32"), Uint32Array.of(1, 1, 2, 3)), /distinct/);
+    assertClose(
+      await g.read(),
+      rows.reduce((acc: number[], r) => acc.concat(Array.from(want.slice(r * d, r * d + d))), []),
+      dtype === "f16" ? 2 * 2 ** -11 : 2 * 2 ** -24,
+      0,
+      "gather back",
+    );
+    await assert.rejects(
+      () => scatterAddRows(dst, Tensor.from(gpu, src, [4, d], "f32"), Uint32Array.of(1, 1, 2, 3)),
+      /distinct/,
+    );
     await gpu.destroy();
   }
 });

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { type DType, type Gpu, GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import { linear, linearT, matmul, type MatmulKernel } from "../../lib/ops/matmul.ts";
-import { gammaBound, matmulReference, type MatmulRefSpec, type RefResult } from "../../lib/ops/matmul_reference.ts";
+import {
+  gammaBound,
+  matmulReference,
+  type MatmulRefSpec,
+  type RefResult,
+} from "../../lib/ops/matmul_reference.ts";
 import { randArray, roundF16, testGpu } from "../_util.ts";
 
 // Error bounds. With unit roundoff u (f32: 2^-24), any summation order of k products satisfies
@@ -137,7 +142,10 @@ Deno.test("matmul: batched products, 2-D operands broadcast over the batch", asy
 Deno.test("matmul: shape errors name the op", async () => {
   const gpu = await testGpu();
   const a = Tensor.zeros(gpu, [3, 4], "f32"), b = Tensor.zeros(gpu, [5, 6], "f32");
-  await assert.rejects(() => matmul(a, b), (e: Error) => e instanceof GpuError && /inner dimensions/.test(e.message));
+  await assert.rejects(
+    () => matmul(a, b),
+    (e: Error) => e instanceof GpuError && /inner dimensions/.test(e.message),
+  );
   await assert.rejects(() => matmul(a, b, { transB: true }), GpuError);
   await assert.rejects(() => matmul(a, a, { transB: true, accumulate: true }), /accumulate needs/);
   const bad = Tensor.zeros(gpu, [2, 2], "f32");
@@ -146,10 +154,24 @@ Deno.test("matmul: shape errors name the op", async () => {
 });
 
 /** Host references of linear / linearT through the matmul reference. */
-function linearRef(x: Float32Array, w: Float32Array, rows: number, inDim: number, outDim: number, layout: string) {
+function linearRef(
+  x: Float32Array,
+  w: Float32Array,
+  rows: number,
+  inDim: number,
+  outDim: number,
+  layout: string,
+) {
   return matmulReference(x, w, { m: rows, k: inDim, n: outDim, transB: layout === "out_in" });
 }
-function linearTRef(dy: Float32Array, w: Float32Array, rows: number, inDim: number, outDim: number, layout: string) {
+function linearTRef(
+  dy: Float32Array,
+  w: Float32Array,
+  rows: number,
+  inDim: number,
+  outDim: number,
+  layout: string,
+) {
   return matmulReference(dy, w, { m: rows, k: outDim, n: inDim, transB: layout === "in_out" });
 }
 
@@ -176,7 +198,13 @@ Deno.test("linear and linearT: both weight layouts, bias, f16 weights, 1-D and 3
         const dy = randArray(rows * outDim, seed++);
         const dx = await linearT(Tensor.from(gpu, dy, [rows, outDim], "f32"), W, { layout, outDtype: "f16" });
         assert.deepEqual(dx.shape, [rows, inDim]);
-        check(await dx.read(), linearTRef(dy, w, rows, inDim, outDim, layout), outDim, "f16", `linearT ${layout}`);
+        check(
+          await dx.read(),
+          linearTRef(dy, w, rows, inDim, outDim, layout),
+          outDim,
+          "f16",
+          `linearT ${layout}`,
+        );
       }
       // x [inDim] → y [outDim]; x [2, 3, inDim] → y [2, 3, outDim]
       const x1 = randArray(inDim, seed++);
@@ -190,9 +218,19 @@ Deno.test("linear and linearT: both weight layouts, bias, f16 weights, 1-D and 3
       // accumulate into a given output
       const old = randArray(6 * outDim, seed++);
       const out = Tensor.from(gpu, old, [2, 3, outDim], "f32");
-      const got = await linear(Tensor.from(gpu, x3, [2, 3, inDim], "f32"), W, { layout, out, accumulate: true });
+      const got = await linear(Tensor.from(gpu, x3, [2, 3, inDim], "f32"), W, {
+        layout,
+        out,
+        accumulate: true,
+      });
       assert.equal(got, out);
-      const refAcc = matmulReference(x3, w, { m: 6, k: inDim, n: outDim, transB: layout === "out_in", c: old });
+      const refAcc = matmulReference(x3, w, {
+        m: 6,
+        k: inDim,
+        n: outDim,
+        transB: layout === "out_in",
+        c: old,
+      });
       check(await out.read(), refAcc, inDim, "f32", "linear accumulate");
     }
   }
@@ -215,7 +253,13 @@ Deno.test("linear / linearT / matmul with W chunked along dim 0 (tiny binding ca
             assert.ok(X.chunks.length > 1);
             const old = stored(randArray(rows * outDim, seed++), outDtype);
             const out = Tensor.from(gpu, old, [rows, outDim], outDtype);
-            await linear(X, W, { layout, bias: Tensor.from(gpu, bias, [outDim], "f32"), out, accumulate: true, kernel });
+            await linear(X, W, {
+              layout,
+              bias: Tensor.from(gpu, bias, [outDim], "f32"),
+              out,
+              accumulate: true,
+              kernel,
+            });
             const ref = matmulReference(x, w, {
               m: rows,
               k: inDim,
@@ -224,11 +268,27 @@ Deno.test("linear / linearT / matmul with W chunked along dim 0 (tiny binding ca
               bias,
               c: old,
             });
-            check(await out.read(), ref, inDim, outDtype, `chunked linear ${layout} W ${wt} → ${outDtype} ${kernel}`);
+            check(
+              await out.read(),
+              ref,
+              inDim,
+              outDtype,
+              `chunked linear ${layout} W ${wt} → ${outDtype} ${kernel}`,
+            );
             const dy = randArray(rows * outDim, seed++);
-            const dx = await linearT(Tensor.from(gpu, dy, [rows, outDim], "f32"), W, { layout, outDtype, kernel });
+            const dx = await linearT(Tensor.from(gpu, dy, [rows, outDim], "f32"), W, {
+              layout,
+              outDtype,
+              kernel,
+            });
             const refT = linearTRef(dy, w, rows, inDim, outDim, layout);
-            check(await dx.read(), refT, outDim, outDtype, `chunked linearT ${layout} W ${wt} → ${outDtype} ${kernel}`);
+            check(
+              await dx.read(),
+              refT,
+              outDim,
+              outDtype,
+              `chunked linearT ${layout} W ${wt} → ${outDtype} ${kernel}`,
+            );
           }
         }
       }

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { loadModel } from "../../lib/model/load.ts";
+import { padBatch } from "../../lib/model/transformer.ts";
+import { applyOverrides, loadHparams } from "../../lib/edit/hparams.ts";
+import { loadStatsFile } from "../../lib/edit/covariance.ts";
+import { RomeEditor } from "../../lib/edit/rome.ts";
+import { applyEdits, readEdits, saveEdits } from "../../lib/edit/edits_io.ts";
+import { normalizeRequest } from "../../lib/edit/request.ts";
+import { sharedPath } from "../_util.ts";
+
+Deno.test("editor: sequential edits, saved deltas reload to identical logits, restore is exact, bad input", async () => {
+  const dir = sharedPath("models/tiny-gpt2-counterfact");
+  if (!dir) return;
+  const tmp = await Deno.makeTempDir();
+  Deno.env.set("KEG_CACHE", tmp);
+  // cheap settings: 3 forwards of v*, 6 context templates
+  const hp = applyOverrides(await loadHparams("configs/R-ROME/tiny-gpt2-counterfact.yaml"), {
+    v_num_grad_steps: 3,
+    context_template_length_params: [[5, 5]],
+  });
+  const model = await loadModel(dir, { quiet: true });
+  const probe = padBatch([
+    model.tokenizer!.encode("Angola is located in"),
+    model.tokenizer!.encode("Lady Gaga plays the"),
+  ]);
+  const logits = async (m = model) => {
+    const r = await m.net.forward(probe, { logitRows: "last" });
+    const out = await r.logits.read();
+    r.logits.dispose();
+    return out;
+  };
+  try {
+    const before = await logits();
+    const stats = await loadStatsFile(model, 0, `${dir}/rome_reference/mom2_layer0.safetensors`);
+    const editor = new RomeEditor(model, hp, { stats });
+    // bad requests never reach the GPU
+    assert.throws(
+      () => normalizeRequest({ prompt: "{} is in", subject: "X", target_new: "" }, "req"),
+      /target/,
+    );
+    assert.throws(
+      () => normalizeRequest({ prompt: "Paris is in", subject: "Rome", target_new: "Italy" }, "req"),
+      /subject/,
+    );
+    const e1 = await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Antarctica" });
+    const e2 = await editor.edit({ prompt: "{} plays the", subject: "Lady Gaga", targetNew: "violin" });
+    assert.equal((await editor.templates()).length, 6);
+    for (const e of [e1, e2]) {
+      assert.equal(e.vSteps.length, 3);
+      assert.ok(e.rankOne.divisionFactor > 0 && Number.isFinite(e.dWRel) && e.dWRel > 0);
+      assert.equal(e.fallbacks.length, 0);
+    }
+    const edited = await logits();
+    assert.notDeepEqual(Array.from(edited), Array.from(before), "the edits change the model");
+    // save, reload on a fresh copy of the base model: identical logits
+    const path = await saveEdits(`${tmp}/edits`, model, editor.history, hp.raw);
+    const saved = await readEdits(path, model);
+    assert.equal(saved.length, 2);
+    assert.deepEqual(saved[1].request, e2.request);
+    const fresh = await loadModel(dir, { quiet: true });
+    try {
+      await applyEdits(fresh, saved);
+      assert.deepEqual(Array.from(await logits(fresh)), Array.from(edited));
+    } finally {
+      await fresh.dispose();
+    }
+    // restore gives the original model back exactly
+    await editor.restore();
+    assert.equal(editor.history.length, 0);
+    assert.deepEqual(Array.from(await logits()), Array.from(before));
+    // edits made on another base model are refused
+    const other = await loadModel(sharedPath("models/tiny-llama-counterfact")!, { quiet: true });
+    try {
+      await assert.rejects(() => readEdits(path, other), /another base model/);
+    } finally {
+      await other.dispose();
+    }
+    // a layer outside the model is a clear error naming the file
+    assert.throws(
+      () => new RomeEditor(model, applyOverrides(hp, { layers: [9] }), { stats }),
+      /tiny-gpt2-counterfact\.yaml.*layer 9/,
+    );
+    editor.dispose();
+  } finally {
+    await model.dispose();
+    Deno.env.delete("KEG_CACHE");
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
