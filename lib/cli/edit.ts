@@ -9,7 +9,7 @@ import { applyOverrides, loadHparams, type RomeHparams } from "../edit/hparams.t
 import { type EditRequest, loadRequests, normalizeRequest, promptText, targetText } from "../edit/request.ts";
 import { collectStats, loadStatsFile, type Stats } from "../edit/covariance.ts";
 import { type EditResult, RomeEditor } from "../edit/rome.ts";
-import { saveEdits } from "../edit/edits_io.ts";
+import { exportCheckpoint, saveEdits } from "../edit/edits_io.ts";
 import { parseFlags, required, UsageError } from "./args.ts";
 import { Progress } from "./progress.ts";
 import { adapterReport, memoryReport } from "./report.ts";
@@ -29,6 +29,7 @@ export const EDIT_USAGE: string =
   --set k=v,…         override hparams keys, e.g. --set v_num_grad_steps=50,layers=0
   --independent       restore the model after each request (default: edits accumulate, sequential)
   --save DIR          save the edits as safetensors deltas in DIR
+  --export DIR        write the edited model as a full checkpoint (same shards and dtypes as the input)
   --json FILE         write every result as JSON`;
 
 /** Loads (or computes with progress) the statistics an editor needs. */
@@ -144,6 +145,7 @@ export async function editCommand(args: string[]): Promise<void> {
     set: { type: "string" },
     independent: { type: "boolean" },
     save: { type: "string" },
+    export: { type: "string" },
     json: { type: "string" },
   });
   let hp = await loadHparams(required("edit", v, "hparams"));
@@ -216,6 +218,10 @@ export async function editCommand(args: string[]): Promise<void> {
         hp.raw,
       );
       console.error(`saved ${v.independent ? 1 : editor.history.length} edit(s) to ${path}`);
+    }
+    if (v.export) {
+      await exportCheckpoint(model, String(v.export), [...new Set(editor.history.map((e) => e.weightName))]);
+      console.error(`wrote the edited checkpoint to ${v.export}`);
     }
     if (v.json) {
       const plain = results.map((e) => ({

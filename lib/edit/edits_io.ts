@@ -7,6 +7,7 @@
 import { openSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors.ts";
 import type { LoadedModel } from "../model/load.ts";
 import { applyRankOne } from "./update.ts";
+import { f32ToBf16 } from "../gpu/dtype.ts";
 import type { EditResult } from "./rome.ts";
 
 /** File name of the deltas inside a save directory. */
@@ -91,5 +92,60 @@ export async function applyEdits(model: LoadedModel, edits: SavedEdit[]): Promis
       );
     }
     await applyRankOne(blk.mlpOut, e);
+  }
+}
+
+/**
+ * Writes the model as a full checkpoint in its original layout: the same shard files (and index), the same
+ * dtypes, every tensor copied byte for byte except the edited weights, which are read back from the GPU
+ * and converted to their stored dtype (f32 → F16/BF16 round to nearest even). Also copies config.json and
+ * tokenizer files. Each file is written to a temporary name and renamed.
+ */
+export async function exportCheckpoint(model: LoadedModel, outDir: string, edited: string[]): Promise<void> {
+  const ck = model.checkpoint;
+  if (await Deno.stat(outDir).then(() => true, () => false)) {
+    for await (const _ of Deno.readDir(outDir)) throw new Error(`${outDir}: export needs an empty or new directory`);
+  }
+  await Deno.mkdir(outDir, { recursive: true });
+  const editedSet = new Set(edited);
+  const replacements = new Map<string, Float32Array>();
+  for (const name of editedSet) {
+    const blk = model.net.blocks.find((b) => b.mlpOut.name === name);
+    if (!blk) throw new Error(`export: ${name} is not a rewrite-module weight of this model`);
+    replacements.set(name, await blk.mlpOut.w.read());
+  }
+  const byFile = new Map<string, string[]>();
+  for (const n of ck.names()) {
+    const f = ck.info(n).file;
+    byFile.set(f, [...(byFile.get(f) ?? []), n]);
+  }
+  for (const file of ck.files) {
+    const tensors: TensorToWrite[] = [];
+    for (const name of byFile.get(file) ?? []) {
+      const info = ck.info(name);
+      const rep = replacements.get(name);
+      if (!rep) {
+        const raw = await ck.read(name);
+        tensors.push({ name, dtype: raw.dtype, shape: raw.shape, data: raw.bytes });
+      } else if (info.dtype === "F32") {
+        tensors.push({ name, dtype: "F32", shape: info.shape, data: rep });
+      } else if (info.dtype === "F16") {
+        tensors.push({ name, dtype: "F16", shape: info.shape, data: Float16Array.from(rep) });
+      } else if (info.dtype === "BF16") {
+        tensors.push({ name, dtype: "BF16", shape: info.shape, data: f32ToBf16(rep) });
+      } else {
+        throw new Error(`export: ${name} is stored as ${info.dtype}; only F32/F16/BF16 weights can be edited`);
+      }
+    }
+    const src = await openSafetensors(file);
+    const meta = src.metadata;
+    await src.close();
+    await writeSafetensors(`${outDir}/${file.split("/").pop()}`, tensors, Object.keys(meta).length ? meta : undefined);
+  }
+  for await (const e of Deno.readDir(ck.dir)) {
+    if (e.isFile && !e.name.endsWith(".safetensors")) {
+      await Deno.copyFile(`${ck.dir}/${e.name}`, `${outDir}/${e.name}.tmp-copy`);
+      await Deno.rename(`${outDir}/${e.name}.tmp-copy`, `${outDir}/${e.name}`);
+    }
   }
 }

@@ -4,7 +4,7 @@ import { padBatch } from "../../lib/model/transformer.ts";
 import { applyOverrides, loadHparams } from "../../lib/edit/hparams.ts";
 import { loadStatsFile } from "../../lib/edit/covariance.ts";
 import { RomeEditor } from "../../lib/edit/rome.ts";
-import { applyEdits, readEdits, saveEdits } from "../../lib/edit/edits_io.ts";
+import { applyEdits, exportCheckpoint, readEdits, saveEdits } from "../../lib/edit/edits_io.ts";
 import { normalizeRequest } from "../../lib/edit/request.ts";
 import { sharedPath } from "../_util.ts";
 
@@ -63,6 +63,15 @@ Deno.test("editor: sequential edits, saved deltas reload to identical logits, re
       assert.deepEqual(Array.from(await logits(fresh)), Array.from(edited));
     } finally {
       await fresh.dispose();
+    }
+    // a full exported checkpoint (same layout and dtypes) loads to the same logits
+    await exportCheckpoint(model, `${tmp}/exported`, [e1.weightName]);
+    const exported = await loadModel(`${tmp}/exported`, { quiet: true });
+    try {
+      assert.deepEqual(Array.from(await logits(exported)), Array.from(edited));
+      assert.equal(exported.tokenizer?.encode(" Paris").length, 1);
+    } finally {
+      await exported.dispose();
     }
     // restore gives the original model back exactly
     await editor.restore();
