@@ -3,6 +3,7 @@
  * @module
  */
 import { loadModel } from "../model/load.ts";
+import { applyEdits, readEdits } from "../edit/edits_io.ts";
 import { greedyGenerate } from "../model/generate.ts";
 import { parsePrecision } from "../model/precision.ts";
 import { intFlag, parseFlags, required, UsageError } from "./args.ts";
@@ -13,7 +14,8 @@ export const GENERATE_USAGE: string = `keg generate --model <dir|hub id> --promp
   --max-new N         tokens to generate (default 20)
   --precision P       f32 | f16 | mixed (default f32)
   --devices N|MAP     number of devices, or a layer→device map like 0,0,0,1,1,1 (default 1)
-  --no-kv-cache       recompute the whole sequence each step instead of decoding with a KV cache`;
+  --no-kv-cache       recompute the whole sequence each step instead of decoding with a KV cache
+  --edits DIR         apply edits saved by "keg edit --save DIR" first`;
 
 /** Runs the command. */
 export async function generateCommand(args: string[]): Promise<void> {
@@ -24,6 +26,7 @@ export async function generateCommand(args: string[]): Promise<void> {
     precision: { type: "string" },
     devices: { type: "string" },
     "no-kv-cache": { type: "boolean" },
+    edits: { type: "string" },
   });
   const modelName = required("generate", v, "model");
   const prompt = required("generate", v, "prompt");
@@ -39,6 +42,11 @@ export async function generateCommand(args: string[]): Promise<void> {
       );
     }
     console.error(adapterReport(model.net.devices));
+    if (v.edits) {
+      const edits = await readEdits(String(v.edits), model);
+      await applyEdits(model, edits);
+      console.error(`applied ${edits.length} saved edit(s) from ${v.edits}`);
+    }
     const loadS = (performance.now() - t0) / 1000;
     const ids = tok.encode(prompt);
     const t1 = performance.now();

@@ -104,7 +104,9 @@ export async function applyEdits(model: LoadedModel, edits: SavedEdit[]): Promis
 export async function exportCheckpoint(model: LoadedModel, outDir: string, edited: string[]): Promise<void> {
   const ck = model.checkpoint;
   if (await Deno.stat(outDir).then(() => true, () => false)) {
-    for await (const _ of Deno.readDir(outDir)) throw new Error(`${outDir}: export needs an empty or new directory`);
+    for await (const _ of Deno.readDir(outDir)) {
+      throw new Error(`${outDir}: export needs an empty or new directory`);
+    }
   }
   await Deno.mkdir(outDir, { recursive: true });
   const editedSet = new Set(edited);
@@ -134,13 +136,19 @@ export async function exportCheckpoint(model: LoadedModel, outDir: string, edite
       } else if (info.dtype === "BF16") {
         tensors.push({ name, dtype: "BF16", shape: info.shape, data: f32ToBf16(rep) });
       } else {
-        throw new Error(`export: ${name} is stored as ${info.dtype}; only F32/F16/BF16 weights can be edited`);
+        throw new Error(
+          `export: ${name} is stored as ${info.dtype}; only F32/F16/BF16 weights can be edited`,
+        );
       }
     }
     const src = await openSafetensors(file);
     const meta = src.metadata;
     await src.close();
-    await writeSafetensors(`${outDir}/${file.split("/").pop()}`, tensors, Object.keys(meta).length ? meta : undefined);
+    await writeSafetensors(
+      `${outDir}/${file.split("/").pop()}`,
+      tensors,
+      Object.keys(meta).length ? meta : undefined,
+    );
   }
   for await (const e of Deno.readDir(ck.dir)) {
     if (e.isFile && !e.name.endsWith(".safetensors")) {

@@ -29,7 +29,7 @@ import { padBatch, type Transformer } from "../model/transformer.ts";
 import { scoreTargets, type TargetScore } from "../model/score.ts";
 import type { EditResult, EditTimings, RomeEditor } from "../edit/rome.ts";
 import type { EditRequest as EditorRequest } from "../edit/request.ts";
-import { applyRankOne } from "../edit/update.ts";
+import { applyRankOne, l2 } from "../edit/update.ts";
 import { rng } from "../util/random.ts";
 import { type DatasetFormat, type EditRequest, type EvalRecord, fillTemplate } from "./datasets/mod.ts";
 import {
@@ -396,8 +396,12 @@ export function toEditorRequest(req: EditRequest, caseId: number): EditorRequest
   return out;
 }
 
-/** The diagnostics of an {@link EditResult}. */
-export function diagnosticsOf(e: EditResult): EditDiagnostics {
+/**
+ * The diagnostics of an {@link EditResult}. With `weightNorm` (‖W‖_F of the unedited weight), ‖ΔW‖/‖W‖ is
+ * recomputed against it, so that it does not depend on which edits the editor saw first (a resumed
+ * sequential run re-applies earlier edits before its first own edit).
+ */
+export function diagnosticsOf(e: EditResult, weightNorm?: number): EditDiagnostics {
   const v = e.vSteps;
   return {
     subject: e.request.subject,
@@ -406,7 +410,7 @@ export function diagnosticsOf(e: EditResult): EditDiagnostics {
     weightName: e.weightName,
     update: e.update,
     divisionFactor: e.rankOne.divisionFactor,
-    dWRel: e.dWRel,
+    dWRel: weightNorm ? (l2(e.rankOne.r) * l2(e.rankOne.u)) / weightNorm : e.dWRel,
     vNll: [v[0]?.nll ?? NaN, v[v.length - 1]?.nll ?? NaN],
     vForwards: v.length,
     fallbacks: [...e.fallbacks],
@@ -500,14 +504,14 @@ interface AppliedEdits {
   error?: string;
 }
 
-async function applyEdits(editor: RomeEditor, record: EvalRecord): Promise<AppliedEdits> {
+async function applyEdits(editor: RomeEditor, record: EvalRecord, weightNorm: number): Promise<AppliedEdits> {
   const out: AppliedEdits = { diagnostics: [], results: [] };
   for (const req of recordRequests(record)) {
     const t0 = performance.now();
     try {
       const e = await editor.edit(toEditorRequest(req, record.caseId));
       out.results.push(e);
-      out.diagnostics.push(diagnosticsOf(e));
+      out.diagnostics.push(diagnosticsOf(e, weightNorm));
     } catch (err) {
       if (err instanceof GpuError) throw err; // the device is gone: no point going on
       const msg = err instanceof Error ? err.message : String(err);
@@ -611,6 +615,7 @@ export async function runProtocol(
   const phase = { fluency: opts.fluency ?? null, batchRows: opts.batchRows };
   const progress = opts.onProgress ?? (() => {});
   const resetPeaks = () => model.net.devices.forEach((g) => g.resetPeak());
+  const weightNorm = l2(await editor.weight.w.read()); // unedited on entry
 
   if (protocol === "independent") {
     let n = 0;
@@ -620,7 +625,7 @@ export async function runProtocol(
       const t0 = performance.now();
       const pre = await evaluatePhase(model, record, phase);
       const t1 = performance.now();
-      const edits = await applyEdits(editor, record);
+      const edits = await applyEdits(editor, record, weightNorm);
       const t2 = performance.now();
       const post = await evaluatePhase(model, record, { ...phase, reference: pre.localityIds });
       const t3 = performance.now();
@@ -671,7 +676,7 @@ export async function runProtocol(
     resetPeaks();
     const pre = pres.get(index)!;
     const t1 = performance.now();
-    const edits = await applyEdits(editor, record);
+    const edits = await applyEdits(editor, record, weightNorm);
     const t2 = performance.now();
     const post = await evaluatePhase(model, record, { ...phase, reference: pre.localityIds });
     const t3 = performance.now();

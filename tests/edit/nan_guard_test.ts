@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { openSafetensors, writeSafetensors, type TensorToWrite } from "../../lib/model/safetensors.ts";
+import { openSafetensors, type TensorToWrite, writeSafetensors } from "../../lib/model/safetensors.ts";
 import { loadModel } from "../../lib/model/load.ts";
 import { applyOverrides, loadHparams } from "../../lib/edit/hparams.ts";
 import { RomeEditor } from "../../lib/edit/rome.ts";
@@ -9,7 +9,9 @@ import { sharedPath } from "../_util.ts";
 /** tiny-gpt2-counterfact with layer 5's MLP output scaled so that its activations overflow f16 (not f32). */
 async function overflowingModel(src: string, dst: string): Promise<void> {
   for await (const e of Deno.readDir(src)) {
-    if (e.isFile && !e.name.endsWith(".safetensors")) await Deno.copyFile(`${src}/${e.name}`, `${dst}/${e.name}`);
+    if (e.isFile && !e.name.endsWith(".safetensors")) {
+      await Deno.copyFile(`${src}/${e.name}`, `${dst}/${e.name}`);
+    }
   }
   const f = await openSafetensors(`${src}/model.safetensors`);
   const tensors: TensorToWrite[] = [];
@@ -44,7 +46,9 @@ Deno.test("NaN/inf guard: an f16 overflow in v* is detected, v* is redone with f
       // the f16 forward itself overflows: this is EasyEdit's "probability tensor contains inf/nan"
       const tok = model.tokenizer!;
       const { padBatch } = await import("../../lib/model/transformer.ts");
-      const r = await model.net.forward(padBatch([tok.encode("Angola is located in")]), { logitRows: "last" });
+      const r = await model.net.forward(padBatch([tok.encode("Angola is located in")]), {
+        logitRows: "last",
+      });
       assert.ok((await countNonFinite(r.logits)) > 0, "the f16 forward overflows");
       r.logits.dispose();
       const editor = new RomeEditor(model, hp, { templates: ["{}", "The city. {}"] });
