@@ -18,6 +18,8 @@ export interface GpuOptions {
   quiet?: boolean;
   /** A label for messages and reports, e.g. `gpu0`. */
   label?: string;
+  /** Act as if the adapter lacked `shader-f16` (tests the f32 fallback). */
+  disableF16?: boolean;
 }
 
 /** Adapter facts keg reports to the user. */
@@ -106,7 +108,7 @@ export class Gpu {
     }
     const adapter = await navigator.gpu.requestAdapter({ powerPreference: opts.powerPreference });
     if (!adapter) throw new GpuError("gpu.open", NO_ADAPTER_HELP);
-    const f16 = adapter.features.has("shader-f16");
+    const f16 = adapter.features.has("shader-f16") && !opts.disableF16;
     const al = adapter.limits;
     const requiredLimits: Record<string, number> = {
       maxStorageBufferBindingSize: al.maxStorageBufferBindingSize,
