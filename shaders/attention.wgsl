@@ -11,6 +11,10 @@
 // stats[… + 1] = D = Σ_d dOut·out (backward only).
 //
 // Tiles keep workgroup memory under 16 KiB (WebGPU's guaranteed minimum): head_dim ≤ HDM = 128.
+//
+// Two designs: the tiled entries (attn_fwd, attn_bwd_*) share q/k/v tiles in workgroup memory between
+// threads (GPUs); the *_tpr entries at the end give each invocation a whole query row (or key row) and
+// use no workgroup memory and no barriers (CPU adapters such as lavapipe, where barriers are costly).
 
 const HDM: u32 = 128u;
 const NT: u32 = 64u;
@@ -41,7 +45,7 @@ struct Params {
   dv_off: u32,
   flags: u32,
   scale: f32,
-  _p0: u32,
+  count: u32, // *_tpr entries: invocations of the dispatch
   _p1: u32,
   _p2: u32,
 }
@@ -447,5 +451,256 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         g1[P.dv_off + krow0 + my_k * kvs + d] = dv[j];
       }
     }
+  }
+}
+
+// ---------------------------------------------------------------- one invocation per row (CPU adapters)
+// Each invocation owns one query row (forward, dq) or one key row (dk/dv) of one head and walks the keys
+// (queries) of its workgroup's block serially, skipping the ones it does not see; the forward and the
+// logsumexp pass use tiles of FK keys with one online-softmax rescale per tile as above. A workgroup is
+// RW neighbouring rows of one head of one batch row, so every key (query) row the loop reads is the same
+// for all invocations: on a CPU adapter that is one load broadcast to the SIMD lanes, not a gather.
+// head_dim is the override HD (the loops over it get a constant trip count and the per-row vectors can
+// live in registers).
+
+override HD: u32 = 128u;
+const RW: u32 = 8u;
+
+// grid: (ceil(Sq / RW), H, nb); flags bit 0: write the logsumexp into stats.
+@compute @workgroup_size(RW)
+fn attn_fwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let h = wid.y;
+  let zb = wid.z;
+  let b = P.batch0 + zb;
+  let q0 = wid.x * RW;
+  let nq = min(RW, P.seq_q - q0);
+  let i = q0 + lid;
+  let live = lid < nq;
+  let kv_len = min(rowinfo[2u * b], P.seq_kv);
+  let p_lo = rowinfo[2u * b + 1u] + q0;
+  let pos = p_lo + lid;
+  let kr = key_range(p_lo, p_lo + nq - 1u, kv_len); // the keys any row of the block sees
+  let qs = P.heads * HD;
+  let kvs = P.kv_heads * HD;
+  let qrow = (zb * P.seq_q + min(i, P.seq_q - 1u)) * qs + h * HD;
+  let kvh = h / P.group;
+  let kbase = P.k_off + zb * P.seq_kv * kvs + kvh * HD;
+  let vbase = P.v_off + zb * P.seq_kv * kvs + kvh * HD;
+
+  var qv: array<f32, HDM>;
+  var acc: array<f32, HDM>;
+  for (var d = 0u; d < HD; d++) {
+    qv[d] = f32(qb[P.q_off + qrow + d]) * P.scale;
+    acc[d] = 0.0;
+  }
+  var m = MASKED;
+  var l = 0.0;
+  for (var k0 = kr.x; k0 < kr.y; k0 += FK) {
+    let nk = min(FK, kr.y - k0);
+    var s: array<f32, FK>;
+    var mt = m;
+    for (var c = 0u; c < nk; c++) {
+      let kj = kbase + (k0 + c) * kvs;
+      var dot = 0.0;
+      for (var d = 0u; d < HD; d++) { dot += qv[d] * f32(kb[kj + d]); }
+      var sc = MASKED;
+      if (visible(k0 + c, pos, kv_len)) { sc = dot; }
+      s[c] = sc;
+      mt = max(mt, sc);
+    }
+    // both finite: exp(MASKED - real) = 0, exp(MASKED - MASKED) = 1 (acc and l are still 0 then)
+    let alpha = exp(m - mt);
+    m = mt;
+    var sum = 0.0;
+    for (var d = 0u; d < HD; d++) { acc[d] *= alpha; }
+    for (var c = 0u; c < nk; c++) {
+      var pr = 0.0;
+      if (s[c] > MASKED_TEST) { pr = exp(s[c] - mt); }
+      sum += pr;
+      let vj = vbase + (k0 + c) * kvs;
+      for (var d = 0u; d < HD; d++) { acc[d] += pr * f32(vb[vj + d]); }
+    }
+    l = l * alpha + sum;
+  }
+  if (!live) { return; }
+  var inv = 0.0; // a query that sees no key gets zeros, never NaN
+  if (l > 0.0) { inv = 1.0 / l; }
+  for (var d = 0u; d < HD; d++) { ob[P.o_off + qrow + d] = TO(acc[d] * inv); }
+  if ((P.flags & 1u) != 0u) {
+    var v = 0.0;
+    if (l > 0.0) { v = m + log(l); }
+    stats[stat_index(b, h, i)] = v;
+  }
+}
+
+// Backward, one invocation per query row: logsumexp and D = Σ_j P_ij·dP_ij (= dOut_i·out_i) in one
+// online pass over the keys, both into stats (for attn_bwd_kv_tpr), then dq_i = scale·Σ_j dS_ij k_j into
+// g0 (at offset o_off). grid: (ceil(Sq / RW), H, nb).
+@compute @workgroup_size(RW)
+fn attn_bwd_q_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let h = wid.y;
+  let zb = wid.z;
+  let b = P.batch0 + zb;
+  let q0 = wid.x * RW;
+  let nq = min(RW, P.seq_q - q0);
+  let i = q0 + lid;
+  let live = lid < nq;
+  let kv_len = min(rowinfo[2u * b], P.seq_kv);
+  let p_lo = rowinfo[2u * b + 1u] + q0;
+  let pos = p_lo + lid;
+  let kr = key_range(p_lo, p_lo + nq - 1u, kv_len);
+  let qs = P.heads * HD;
+  let kvs = P.kv_heads * HD;
+  let qrow = (zb * P.seq_q + min(i, P.seq_q - 1u)) * qs + h * HD;
+  let kvh = h / P.group;
+  let kbase = P.k_off + zb * P.seq_kv * kvs + kvh * HD;
+  let vbase = P.v_off + zb * P.seq_kv * kvs + kvh * HD;
+
+  var qv: array<f32, HDM>;
+  var dov: array<f32, HDM>;
+  var dq: array<f32, HDM>;
+  for (var d = 0u; d < HD; d++) {
+    qv[d] = f32(qb[P.q_off + qrow + d]) * P.scale;
+    dov[d] = f32(dob[P.do_off + qrow + d]);
+    dq[d] = 0.0;
+  }
+  var m = MASKED;
+  var l = 0.0;
+  var t = 0.0; // Σ_j exp(s_j − m)·dP_j
+  for (var k0 = kr.x; k0 < kr.y; k0 += FK) {
+    let nk = min(FK, kr.y - k0);
+    var s: array<f32, FK>;
+    var dp: array<f32, FK>;
+    var mt = m;
+    for (var c = 0u; c < nk; c++) {
+      let kj = kbase + (k0 + c) * kvs;
+      let vj = vbase + (k0 + c) * kvs;
+      var dot = 0.0;
+      var dv = 0.0;
+      for (var d = 0u; d < HD; d++) {
+        dot += qv[d] * f32(kb[kj + d]);
+        dv += dov[d] * f32(vb[vj + d]);
+      }
+      var sc = MASKED;
+      if (visible(k0 + c, pos, kv_len)) { sc = dot; }
+      s[c] = sc;
+      dp[c] = dv;
+      mt = max(mt, sc);
+    }
+    let alpha = exp(m - mt);
+    m = mt;
+    var sum = 0.0;
+    var tsum = 0.0;
+    for (var c = 0u; c < nk; c++) {
+      var pr = 0.0;
+      if (s[c] > MASKED_TEST) { pr = exp(s[c] - mt); }
+      sum += pr;
+      tsum += pr * dp[c];
+    }
+    l = l * alpha + sum;
+    t = t * alpha + tsum;
+  }
+  var lse = 0.0;
+  var dd = 0.0;
+  if (l > 0.0) {
+    lse = m + log(l);
+    dd = t / l;
+  }
+  var kr_: array<f32, HDM>;
+  for (var j = kr.x; j < kr.y; j++) {
+    let kj = kbase + j * kvs;
+    let vj = vbase + j * kvs;
+    var dot = 0.0;
+    var dv = 0.0;
+    for (var d = 0u; d < HD; d++) {
+      let kd = f32(kb[kj + d]);
+      kr_[d] = kd;
+      dot += qv[d] * kd;
+      dv += dov[d] * f32(vb[vj + d]);
+    }
+    var ds = 0.0;
+    if (visible(j, pos, kv_len)) { ds = exp(dot - lse) * (dv - dd); }
+    for (var d = 0u; d < HD; d++) { dq[d] += ds * kr_[d]; }
+  }
+  if (!live) { return; }
+  let si = stat_index(b, h, i);
+  stats[si] = lse;
+  stats[si + 1u] = dd;
+  for (var d = 0u; d < HD; d++) { g0[P.o_off + qrow + d] = dq[d] * P.scale; }
+}
+
+// Backward, one invocation per key row j of kv head g: loops over the query heads sharing g and the
+// queries that see some key of the block: dv_j = Σ_i P_ij dOut_i, dk_j = scale·Σ_i dS_ij q_i, with the
+// logsumexp and D from stats (written by attn_bwd_q_tpr). dk into g0, dv into g1; keys that no query
+// sees (padding) get zeros. grid: (ceil(Skv / RW), KV, nb).
+@compute @workgroup_size(RW)
+fn attn_bwd_kv_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y;
+  let zb = wid.z;
+  let b = P.batch0 + zb;
+  let k0 = wid.x * RW;
+  let nk = min(RW, P.seq_kv - k0);
+  let j = k0 + lid;
+  let live = lid < nk;
+  let kv_len = min(rowinfo[2u * b], P.seq_kv);
+  let qpos0 = rowinfo[2u * b + 1u];
+  let qs = P.heads * HD;
+  let kvs = P.kv_heads * HD;
+  let krow = (zb * P.seq_kv + min(j, P.seq_kv - 1u)) * kvs + g * HD;
+  // query rows [qlo, qhi) that can see some key of the block (as in attn_bwd_dkdv)
+  var qlo = 0u;
+  var qhi = 0u;
+  if (k0 < kv_len) {
+    let k_last = min(k0 + nk, kv_len) - 1u;
+    if (k0 > qpos0) { qlo = k0 - qpos0; }
+    qhi = P.seq_q;
+    if (P.window > 0u) {
+      if (k_last + P.window <= qpos0) { qhi = 0u; } else { qhi = min(qhi, k_last + P.window - qpos0); }
+    }
+  }
+
+  var kv: array<f32, HDM>;
+  var vv: array<f32, HDM>;
+  var dk: array<f32, HDM>;
+  var dv: array<f32, HDM>;
+  for (var d = 0u; d < HD; d++) {
+    kv[d] = f32(kb[P.k_off + krow + d]) * P.scale;
+    vv[d] = f32(vb[P.v_off + krow + d]);
+    dk[d] = 0.0;
+    dv[d] = 0.0;
+  }
+  for (var hi = 0u; hi < P.group; hi++) {
+    let h = g * P.group + hi;
+    for (var i = qlo; i < qhi; i++) {
+      let qrow = (zb * P.seq_q + i) * qs + h * HD;
+      let qq = P.q_off + qrow;
+      let qd = P.do_off + qrow;
+      var qr: array<f32, HDM>;
+      var dr: array<f32, HDM>;
+      var dot = 0.0;
+      var dpv = 0.0;
+      for (var d = 0u; d < HD; d++) {
+        qr[d] = f32(qb[qq + d]);
+        dr[d] = f32(dob[qd + d]);
+        dot += qr[d] * kv[d];
+        dpv += dr[d] * vv[d];
+      }
+      let si = stat_index(b, h, i);
+      var pr = 0.0;
+      var ds = 0.0;
+      if (visible(j, qpos0 + i, kv_len)) {
+        pr = exp(dot - stats[si]);
+        ds = pr * (dpv - stats[si + 1u]);
+      }
+      for (var d = 0u; d < HD; d++) {
+        dv[d] += pr * dr[d];
+        dk[d] += ds * qr[d];
+      }
+    }
+  }
+  if (!live) { return; }
+  for (var d = 0u; d < HD; d++) {
+    g0[P.dk_off + krow + d] = dk[d] * P.scale;
+    g1[P.dv_off + krow + d] = dv[d];
   }
 }

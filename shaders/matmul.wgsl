@@ -122,10 +122,8 @@ fn b_blk_masked(bbase: u32, k: u32, n: u32) -> mat4x4<f32> {
 
 // ---- epilogue -------------------------------------------------------------------------------------------
 
+// C[m][n] = alpha·v (+ bias[n]) (+ C[m][n]); the caller checks m < p.m, n < p.n
 fn finish(cbase: u32, m: u32, n: u32, v: f32) {
-  if (m >= p.m || n >= p.n) {
-    return;
-  }
   let at = cbase + m * p.ldc + n;
   var c = p.alpha * v;
   if (HAS_BIAS) {
@@ -137,14 +135,17 @@ fn finish(cbase: u32, m: u32, n: u32, v: f32) {
   C[at] = TC(c);
 }
 
-// acc column i holds C[m+i][n..n+3]
-fn store_blk(cbase: u32, m: u32, n: u32, acc: mat4x4<f32>) {
-  for (var i = 0u; i < 4u; i++) {
-    let row = acc[i];
-    finish(cbase, m + i, n, row.x);
-    finish(cbase, m + i, n + 1u, row.y);
-    finish(cbase, m + i, n + 2u, row.z);
-    finish(cbase, m + i, n + 3u, row.w);
+// Stores a thread's register tile: block t (row block t / 4, column block t % 4; 4 column blocks per row
+// of blocks) holds C[m + 4·(t/4) + i][n + 4·(t%4) + j] in column i, row j. The loops run over the valid
+// rows and columns only (runtime bounds, so the compiler keeps one copy of the bounds-checked stores
+// instead of unrolling hundreds of them).
+fn store_tile(cbase: u32, m: u32, n: u32, acc: ptr<function, array<mat4x4<f32>, 32>>, rows: u32) {
+  let mr = select(0u, min(rows, p.m - m), m < p.m);
+  let nc = select(0u, min(16u, p.n - n), n < p.n);
+  for (var i = 0u; i < mr; i++) {
+    for (var j = 0u; j < nc; j++) {
+      finish(cbase, m + i, n + j, (*acc)[(i / 4u) * 4u + j / 4u][i % 4u][j % 4u]);
+    }
   }
 }
 
@@ -188,20 +189,19 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   var c71 = mat4x4<f32>();
   var c72 = mat4x4<f32>();
   var c73 = mat4x4<f32>();
-  let kfull = p.k & ~3u;
-  for (var k = 0u; k < kfull; k += 4u) {
-    let a0 = a_blk(abase, m, k);
-    let a1 = a_blk(abase, m + 4u, k);
-    let a2 = a_blk(abase, m + 8u, k);
-    let a3 = a_blk(abase, m + 12u, k);
-    let a4 = a_blk(abase, m + 16u, k);
-    let a5 = a_blk(abase, m + 20u, k);
-    let a6 = a_blk(abase, m + 24u, k);
-    let a7 = a_blk(abase, m + 28u, k);
-    let b0 = b_blk(bbase, k, n);
-    let b1 = b_blk(bbase, k, n + 4u);
-    let b2 = b_blk(bbase, k, n + 8u);
-    let b3 = b_blk(bbase, k, n + 12u);
+  for (var k = 0u; k < p.k; k += 4u) {
+    let a0 = a_blk_masked(abase, m, k);
+    let a1 = a_blk_masked(abase, m + 4u, k);
+    let a2 = a_blk_masked(abase, m + 8u, k);
+    let a3 = a_blk_masked(abase, m + 12u, k);
+    let a4 = a_blk_masked(abase, m + 16u, k);
+    let a5 = a_blk_masked(abase, m + 20u, k);
+    let a6 = a_blk_masked(abase, m + 24u, k);
+    let a7 = a_blk_masked(abase, m + 28u, k);
+    let b0 = b_blk_masked(bbase, k, n);
+    let b1 = b_blk_masked(bbase, k, n + 4u);
+    let b2 = b_blk_masked(bbase, k, n + 8u);
+    let b3 = b_blk_masked(bbase, k, n + 12u);
     c00 += b0 * a0;
     c01 += b1 * a0;
     c02 += b2 * a0;
@@ -235,86 +235,17 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     c72 += b2 * a7;
     c73 += b3 * a7;
   }
-  if (kfull < p.k) {
-    // the last 1-3 values of k
-    let a0 = a_blk_masked(abase, m, kfull);
-    let a1 = a_blk_masked(abase, m + 4u, kfull);
-    let a2 = a_blk_masked(abase, m + 8u, kfull);
-    let a3 = a_blk_masked(abase, m + 12u, kfull);
-    let a4 = a_blk_masked(abase, m + 16u, kfull);
-    let a5 = a_blk_masked(abase, m + 20u, kfull);
-    let a6 = a_blk_masked(abase, m + 24u, kfull);
-    let a7 = a_blk_masked(abase, m + 28u, kfull);
-    let b0 = b_blk_masked(bbase, kfull, n);
-    let b1 = b_blk_masked(bbase, kfull, n + 4u);
-    let b2 = b_blk_masked(bbase, kfull, n + 8u);
-    let b3 = b_blk_masked(bbase, kfull, n + 12u);
-    c00 += b0 * a0;
-    c01 += b1 * a0;
-    c02 += b2 * a0;
-    c03 += b3 * a0;
-    c10 += b0 * a1;
-    c11 += b1 * a1;
-    c12 += b2 * a1;
-    c13 += b3 * a1;
-    c20 += b0 * a2;
-    c21 += b1 * a2;
-    c22 += b2 * a2;
-    c23 += b3 * a2;
-    c30 += b0 * a3;
-    c31 += b1 * a3;
-    c32 += b2 * a3;
-    c33 += b3 * a3;
-    c40 += b0 * a4;
-    c41 += b1 * a4;
-    c42 += b2 * a4;
-    c43 += b3 * a4;
-    c50 += b0 * a5;
-    c51 += b1 * a5;
-    c52 += b2 * a5;
-    c53 += b3 * a5;
-    c60 += b0 * a6;
-    c61 += b1 * a6;
-    c62 += b2 * a6;
-    c63 += b3 * a6;
-    c70 += b0 * a7;
-    c71 += b1 * a7;
-    c72 += b2 * a7;
-    c73 += b3 * a7;
-  }
-  let cbase = p.c_off + wid.z * p.c_bs;
-  store_blk(cbase, m, n, c00);
-  store_blk(cbase, m, n + 4u, c01);
-  store_blk(cbase, m, n + 8u, c02);
-  store_blk(cbase, m, n + 12u, c03);
-  store_blk(cbase, m + 4u, n, c10);
-  store_blk(cbase, m + 4u, n + 4u, c11);
-  store_blk(cbase, m + 4u, n + 8u, c12);
-  store_blk(cbase, m + 4u, n + 12u, c13);
-  store_blk(cbase, m + 8u, n, c20);
-  store_blk(cbase, m + 8u, n + 4u, c21);
-  store_blk(cbase, m + 8u, n + 8u, c22);
-  store_blk(cbase, m + 8u, n + 12u, c23);
-  store_blk(cbase, m + 12u, n, c30);
-  store_blk(cbase, m + 12u, n + 4u, c31);
-  store_blk(cbase, m + 12u, n + 8u, c32);
-  store_blk(cbase, m + 12u, n + 12u, c33);
-  store_blk(cbase, m + 16u, n, c40);
-  store_blk(cbase, m + 16u, n + 4u, c41);
-  store_blk(cbase, m + 16u, n + 8u, c42);
-  store_blk(cbase, m + 16u, n + 12u, c43);
-  store_blk(cbase, m + 20u, n, c50);
-  store_blk(cbase, m + 20u, n + 4u, c51);
-  store_blk(cbase, m + 20u, n + 8u, c52);
-  store_blk(cbase, m + 20u, n + 12u, c53);
-  store_blk(cbase, m + 24u, n, c60);
-  store_blk(cbase, m + 24u, n + 4u, c61);
-  store_blk(cbase, m + 24u, n + 8u, c62);
-  store_blk(cbase, m + 24u, n + 12u, c63);
-  store_blk(cbase, m + 28u, n, c70);
-  store_blk(cbase, m + 28u, n + 4u, c71);
-  store_blk(cbase, m + 28u, n + 8u, c72);
-  store_blk(cbase, m + 28u, n + 12u, c73);
+  var acc = array<mat4x4<f32>, 32>(
+    c00, c01, c02, c03,
+    c10, c11, c12, c13,
+    c20, c21, c22, c23,
+    c30, c31, c32, c33,
+    c40, c41, c42, c43,
+    c50, c51, c52, c53,
+    c60, c61, c62, c63,
+    c70, c71, c72, c73,
+  );
+  store_tile(p.c_off + wid.z * p.c_bs, m, n, &acc, 32u);
 }
 
 // ---- skinny kernel for few rows (m ≤ 32) --------------------------------------------------------------
@@ -332,26 +263,19 @@ fn mm_skinny(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   var c1 = mat4x4<f32>();
   var c2 = mat4x4<f32>();
   var c3 = mat4x4<f32>();
-  let kfull = p.k & ~3u;
-  for (var k = 0u; k < kfull; k += 4u) {
-    let a = a_blk(abase, m, k);
-    c0 += b_blk(bbase, k, n) * a;
-    c1 += b_blk(bbase, k, n + 4u) * a;
-    c2 += b_blk(bbase, k, n + 8u) * a;
-    c3 += b_blk(bbase, k, n + 12u) * a;
+  for (var k = 0u; k < p.k; k += 4u) {
+    let a = a_blk_masked(abase, m, k);
+    c0 += b_blk_masked(bbase, k, n) * a;
+    c1 += b_blk_masked(bbase, k, n + 4u) * a;
+    c2 += b_blk_masked(bbase, k, n + 8u) * a;
+    c3 += b_blk_masked(bbase, k, n + 12u) * a;
   }
-  if (kfull < p.k) {
-    let a = a_blk_masked(abase, m, kfull);
-    c0 += b_blk_masked(bbase, kfull, n) * a;
-    c1 += b_blk_masked(bbase, kfull, n + 4u) * a;
-    c2 += b_blk_masked(bbase, kfull, n + 8u) * a;
-    c3 += b_blk_masked(bbase, kfull, n + 12u) * a;
-  }
-  let cbase = p.c_off + wid.z * p.c_bs;
-  store_blk(cbase, m, n, c0);
-  store_blk(cbase, m, n + 4u, c1);
-  store_blk(cbase, m, n + 8u, c2);
-  store_blk(cbase, m, n + 12u, c3);
+  var acc: array<mat4x4<f32>, 32>;
+  acc[0] = c0;
+  acc[1] = c1;
+  acc[2] = c2;
+  acc[3] = c3;
+  store_tile(p.c_off + wid.z * p.c_bs, m, n, &acc, 4u);
 }
 
 // ---- workgroup-memory tiled kernel ----------------------------------------------------------------------
@@ -448,25 +372,17 @@ fn mm_tiled(
     }
     workgroupBarrier();
   }
-  let cbase = p.c_off + wid.z * p.c_bs;
-  let m = m0 + tr;
-  let n = n0 + tq * 4u;
-  store_blk(cbase, m, n, c00);
-  store_blk(cbase, m, n + 4u, c01);
-  store_blk(cbase, m, n + 8u, c02);
-  store_blk(cbase, m, n + 12u, c03);
-  store_blk(cbase, m + 4u, n, c10);
-  store_blk(cbase, m + 4u, n + 4u, c11);
-  store_blk(cbase, m + 4u, n + 8u, c12);
-  store_blk(cbase, m + 4u, n + 12u, c13);
-  store_blk(cbase, m + 8u, n, c20);
-  store_blk(cbase, m + 8u, n + 4u, c21);
-  store_blk(cbase, m + 8u, n + 8u, c22);
-  store_blk(cbase, m + 8u, n + 12u, c23);
-  store_blk(cbase, m + 12u, n, c30);
-  store_blk(cbase, m + 12u, n + 4u, c31);
-  store_blk(cbase, m + 12u, n + 8u, c32);
-  store_blk(cbase, m + 12u, n + 12u, c33);
+  var acc = array<mat4x4<f32>, 32>(
+    c00, c01, c02, c03,
+    c10, c11, c12, c13,
+    c20, c21, c22, c23,
+    c30, c31, c32, c33,
+    mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(),
+    mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(),
+    mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(),
+    mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(),
+  );
+  store_tile(p.c_off + wid.z * p.c_bs, m0 + tr, n0 + tq * 4u, &acc, 16u);
 }
 
 // ---- naive baseline ----------------------------------------------------------------------------------

@@ -141,3 +141,166 @@ fn rms_norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     dx[ob + j] = TD(inv * g - f32(x[xb + j]) * c);
   }
 }
+
+// ---------------------------------------------------------------- one thread per row (CPU adapters)
+// On CPU adapters (lavapipe: SIMD lanes are invocations, every workgroupBarrier switches between
+// coroutines) a barrier-free layout is much faster: each invocation owns a whole row and walks it
+// serially with 8 interleaved partial sums (a sum of n terms goes through ≤ ⌈n/8⌉ + 10 roundings).
+// Workgroup grid: 64 rows per workgroup, row = (wid.y * nwg.x + wid.x) * 64 + lid.
+
+const TPR_WG: u32 = 64u;
+
+fn thread_row(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+  return (wid.y * nwg.x + wid.x) * TPR_WG + lid;
+}
+
+fn hsum(a: vec4<f32>, b: vec4<f32>) -> f32 {
+  let s = a + b;
+  return (s.x + s.y) + (s.z + s.w);
+}
+
+// Σ_j x[xb + j] over the row.
+fn row_sum_x(xb: u32) -> f32 {
+  var a = vec4<f32>(0.0);
+  var c = vec4<f32>(0.0);
+  var j = 0u;
+  for (; j + 8u <= p.d; j += 8u) {
+    let o = xb + j;
+    a += vec4<f32>(f32(x[o]), f32(x[o + 1u]), f32(x[o + 2u]), f32(x[o + 3u]));
+    c += vec4<f32>(f32(x[o + 4u]), f32(x[o + 5u]), f32(x[o + 6u]), f32(x[o + 7u]));
+  }
+  for (; j < p.d; j++) { a.x += f32(x[xb + j]); }
+  return hsum(a, c);
+}
+
+// Σ_j (x[xb + j] − m)² over the row.
+fn row_sq_dev(xb: u32, m: f32) -> f32 {
+  var a = vec4<f32>(0.0);
+  var c = vec4<f32>(0.0);
+  var j = 0u;
+  for (; j + 8u <= p.d; j += 8u) {
+    let o = xb + j;
+    let u = vec4<f32>(f32(x[o]), f32(x[o + 1u]), f32(x[o + 2u]), f32(x[o + 3u])) - m;
+    let v = vec4<f32>(f32(x[o + 4u]), f32(x[o + 5u]), f32(x[o + 6u]), f32(x[o + 7u])) - m;
+    a += u * u;
+    c += v * v;
+  }
+  for (; j < p.d; j++) {
+    let u = f32(x[xb + j]) - m;
+    a.x += u * u;
+  }
+  return hsum(a, c);
+}
+
+fn ln_stats_row(xb: u32) -> vec2<f32> {
+  let mean = row_sum_x(xb) / f32(p.d);
+  let vr = row_sq_dev(xb, mean) / f32(p.d);
+  return vec2<f32>(mean, inverseSqrt(vr + p.eps));
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  let row = thread_row(wid, nwg, lid);
+  if (row >= p.rows) { return; }
+  let xb = p.x_off + row * p.d;
+  let yb = p.y_off + row * p.d;
+  let st = ln_stats_row(xb);
+  for (var j = 0u; j < p.d; j++) {
+    var v = (f32(x[xb + j]) - st.x) * st.y * f32(w[j]);
+    if (p.has_b != 0u) {
+      v += f32(b[j]);
+    }
+    y[yb + j] = TY(v);
+  }
+}
+
+@compute @workgroup_size(64)
+fn layer_norm_bwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) lid: u32) {
+  let row = thread_row(wid, nwg, lid);
+  if (row >= p.rows) { return; }
+  let xb = p.x_off + row * p.d;
+  let gb = p.g_off + row * p.d;
+  let ob = p.y_off + row * p.d;
+  let st = ln_stats_row(xb);
+  // Σ g and Σ g·x̂ with 4 interleaved partial sums each
+  var sg = vec4<f32>(0.0);
+  var sgx = vec4<f32>(0.0);
+  var j = 0u;
+  for (; j + 4u <= p.d; j += 4u) {
+    let g = vec4<f32>(f32(dy[gb + j]) * f32(w[j]), f32(dy[gb + j + 1u]) * f32(w[j + 1u]),
+                      f32(dy[gb + j + 2u]) * f32(w[j + 2u]), f32(dy[gb + j + 3u]) * f32(w[j + 3u]));
+    let xh = (vec4<f32>(f32(x[xb + j]), f32(x[xb + j + 1u]), f32(x[xb + j + 2u]), f32(x[xb + j + 3u]))
+              - st.x) * st.y;
+    sg += g;
+    sgx += g * xh;
+  }
+  for (; j < p.d; j++) {
+    let g = f32(dy[gb + j]) * f32(w[j]);
+    sg.x += g;
+    sgx.x += g * (f32(x[xb + j]) - st.x) * st.y;
+  }
+  let m = vec2<f32>((sg.x + sg.y) + (sg.z + sg.w), (sgx.x + sgx.y) + (sgx.z + sgx.w)) / f32(p.d);
+  for (var k = 0u; k < p.d; k++) {
+    let g = f32(dy[gb + k]) * f32(w[k]);
+    let xh = (f32(x[xb + k]) - st.x) * st.y;
+    dx[ob + k] = TD(st.y * (g - m.x - xh * m.y));
+  }
+}
+
+// Σ_j x² over the row.
+fn row_sum_sq(xb: u32) -> f32 {
+  var a = vec4<f32>(0.0);
+  var c = vec4<f32>(0.0);
+  var j = 0u;
+  for (; j + 8u <= p.d; j += 8u) {
+    let o = xb + j;
+    let u = vec4<f32>(f32(x[o]), f32(x[o + 1u]), f32(x[o + 2u]), f32(x[o + 3u]));
+    let v = vec4<f32>(f32(x[o + 4u]), f32(x[o + 5u]), f32(x[o + 6u]), f32(x[o + 7u]));
+    a += u * u;
+    c += v * v;
+  }
+  for (; j < p.d; j++) {
+    let u = f32(x[xb + j]);
+    a.x += u * u;
+  }
+  return hsum(a, c);
+}
+
+@compute @workgroup_size(64)
+fn rms_norm_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+  let row = thread_row(wid, nwg, lid);
+  if (row >= p.rows) { return; }
+  let xb = p.x_off + row * p.d;
+  let yb = p.y_off + row * p.d;
+  let inv = inverseSqrt(row_sum_sq(xb) / f32(p.d) + p.eps);
+  for (var j = 0u; j < p.d; j++) {
+    y[yb + j] = TY(f32(w[j]) * (f32(x[xb + j]) * inv));
+  }
+}
+
+@compute @workgroup_size(64)
+fn rms_norm_bwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+  let row = thread_row(wid, nwg, lid);
+  if (row >= p.rows) { return; }
+  let xb = p.x_off + row * p.d;
+  let gb = p.g_off + row * p.d;
+  let ob = p.y_off + row * p.d;
+  let inv = inverseSqrt(row_sum_sq(xb) / f32(p.d) + p.eps);
+  var a = vec4<f32>(0.0);
+  var j = 0u;
+  for (; j + 4u <= p.d; j += 4u) {
+    a += vec4<f32>(f32(dy[gb + j]) * f32(w[j]), f32(dy[gb + j + 1u]) * f32(w[j + 1u]),
+                   f32(dy[gb + j + 2u]) * f32(w[j + 2u]), f32(dy[gb + j + 3u]) * f32(w[j + 3u]))
+      * vec4<f32>(f32(x[xb + j]), f32(x[xb + j + 1u]), f32(x[xb + j + 2u]), f32(x[xb + j + 3u]));
+  }
+  for (; j < p.d; j++) { a.x += f32(dy[gb + j]) * f32(w[j]) * f32(x[xb + j]); }
+  let c = ((a.x + a.y) + (a.z + a.w)) / f32(p.d) * inv * inv * inv;
+  for (var k = 0u; k < p.d; k++) {
+    let g = f32(dy[gb + k]) * f32(w[k]);
+    dx[ob + k] = TD(inv * g - f32(x[xb + k]) * c);
+  }
+}

@@ -6,10 +6,11 @@ import { loadModel } from "../model/load.ts";
 import { applyOverrides, loadHparams } from "../edit/hparams.ts";
 import { parseFlags, required, UsageError } from "./args.ts";
 import { statsFor } from "./edit.ts";
+import { exportStatsNpz } from "../edit/covariance.ts";
 
 /** Usage text. */
 export const STATS_USAGE: string =
-  `keg stats --hparams <yaml> --model <dir|hub id> [--corpus FILES] [--layer L] [--samples N]
+  `keg stats --hparams <yaml> --model <dir|hub id> [--corpus FILES] [--layer L] [--samples N] [--export-npz F]
   Computes C = E[k kᵀ] of the edit layer's keys over the corpus (cached; Ctrl-C saves progress and a rerun resumes).`;
 
 /** Runs the command. */
@@ -21,6 +22,7 @@ export async function statsCommand(args: string[]): Promise<void> {
     layer: { type: "string" },
     samples: { type: "string" },
     precision: { type: "string" },
+    "export-npz": { type: "string" },
   });
   let hp = await loadHparams(required("stats", v, "hparams"));
   const o: Record<string, unknown> = { mom2_adjustment: true };
@@ -34,6 +36,10 @@ export async function statsCommand(args: string[]): Promise<void> {
   try {
     const s = await statsFor(model, hp, { corpus: v.corpus as string | undefined });
     console.log(`layer ${hp.layers[0]}: ${s!.count} keys → ${s!.path}`);
+    if (v["export-npz"]) {
+      await exportStatsNpz(s!, String(v["export-npz"]));
+      console.log(`exported as the reference code's npz: ${v["export-npz"]}`);
+    }
   } finally {
     await model.dispose();
   }

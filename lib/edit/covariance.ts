@@ -11,7 +11,8 @@ import { scale } from "../ops/elementwise.ts";
 import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
 import type { LoadedModel } from "../model/load.ts";
 import { padBatch } from "../model/transformer.ts";
-import { cacheDir, sha256Hex } from "../util/fs.ts";
+import { cacheDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
+import { encodeNpz, readNpz } from "../model/npz.ts";
 
 /** Options for {@link collectStats}. */
 export interface StatsOptions {
@@ -110,11 +111,28 @@ export async function statsKey(model: LoadedModel, o: StatsOptions, maxLength: n
   }))).slice(0, 40);
 }
 
-/** Loads statistics saved by keg or by the oracle (`mom2` f32 [d,d] + `count`) onto a device. */
+/**
+ * Loads statistics onto a device: keg's or the oracle's safetensors (`mom2` f32 [d,d] + `count`), or the
+ * reference ROME code's `.npz` (`mom2.mom2`, `mom2.count`).
+ */
 export async function loadStatsFile(model: LoadedModel, layer: number, path: string): Promise<Stats> {
+  const d = model.config.intermediateSize;
+  if (path.endsWith(".npz")) {
+    const z = await readNpz(path);
+    const m = z.get("mom2.mom2"), n = z.get("mom2.count");
+    if (!m || !n) {
+      throw new Error(`${path}: an npz of statistics needs mom2.mom2 and mom2.count (has ${[...z.keys()]})`);
+    }
+    if (m.shape.length !== 2 || m.shape[0] !== d || m.shape[1] !== d) {
+      throw new Error(`${path}: mom2.mom2 has shape [${m.shape}], layer ${layer}'s keys need [${d}, ${d}]`);
+    }
+    const c = Tensor.from(model.net.deviceOf(layer), Float32Array.from(m.data), [d, d], "f32", {
+      name: "mom2",
+    });
+    return { c, count: n.data[0], source: "file", path };
+  }
   const f = await openSafetensors(path);
   try {
-    const d = model.config.intermediateSize;
     if (!f.has("mom2")) throw new Error(`${path}: no tensor "mom2"`);
     const m = await f.readFloat("mom2", "f32");
     if (m.shape.length !== 2 || m.shape[0] !== d || m.shape[1] !== d) {
@@ -227,4 +245,16 @@ export async function collectStats(model: LoadedModel, o: StatsOptions): Promise
   });
   await Deno.remove(partial).catch(() => {});
   return { c, count, source: "computed", path: final };
+}
+
+/** Writes statistics as the reference ROME code's `.npz` (`mom2.mom2` f32, `mom2.count` i64). */
+export async function exportStatsNpz(stats: Stats, path: string): Promise<void> {
+  const data = await stats.c.read();
+  await writeFileAtomic(
+    path,
+    encodeNpz({
+      "mom2.mom2": { dtype: "<f4", shape: [...stats.c.shape], data },
+      "mom2.count": { dtype: "<i8", shape: [], data: BigInt64Array.of(BigInt(stats.count)) },
+    }),
+  );
 }

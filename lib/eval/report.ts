@@ -520,6 +520,35 @@ export interface BarGroup {
   values: (number | undefined)[];
 }
 
+/** Lays out legend entries left to right, wrapping at `width`; returns the SVG parts (at y offset 0) and rows. */
+function legend(
+  names: string[],
+  x0: number,
+  width: number,
+): { parts: (y: number) => string[]; rows: number } {
+  const pos: [number, number][] = [];
+  let x = x0, row = 0;
+  for (const n of names) {
+    const w = 24 + 6.5 * n.length;
+    if (x > x0 && x + w > width) x = x0, row++;
+    pos.push([x, row]);
+    x += w;
+  }
+  return {
+    rows: names.length ? row + 1 : 0,
+    parts: (y: number) =>
+      names.flatMap((n, i) => {
+        const [lx, r] = pos[i], ly = y + r * 18;
+        return [
+          `<rect x="${lx.toFixed(1)}" y="${ly}" width="10" height="10" fill="${
+            PALETTE[i % PALETTE.length]
+          }"/>`,
+          `<text x="${(lx + 14).toFixed(1)}" y="${ly + 9}" class="tick">${escapeHtml(n)}</text>`,
+        ];
+      }),
+  };
+}
+
 /** A grouped bar chart as an SVG element. Values are drawn on a [0, yMax] axis. */
 export function svgBarChart(
   title: string,
@@ -527,8 +556,10 @@ export function svgBarChart(
   groups: BarGroup[],
   opts: { yMax?: number; unit?: string; width?: number } = {},
 ): string {
-  const W = opts.width ?? Math.max(420, 70 + groups.length * (series.length * 18 + 24)), H = 260;
-  const L = 48, R = 12, T = 28, B = 64;
+  const W = opts.width ?? Math.max(420, 60 + groups.length * Math.max(84, series.length * 18 + 24));
+  const L = 48, R = 12, T = 28;
+  const leg = legend(series, L, W - R);
+  const B = 30 + 18 * leg.rows, H = 200 + B;
   const vals = groups.flatMap((g) => g.values).filter((v): v is number =>
     v !== undefined && Number.isFinite(v)
   );
@@ -570,14 +601,7 @@ export function svgBarChart(
       }</text>`,
     );
   });
-  series.forEach((s, si) => {
-    const x = L + si * 120;
-    parts.push(
-      `<rect x="${x}" y="${H - 22}" width="10" height="10" fill="${PALETTE[si % PALETTE.length]}"/>`,
-      `<text x="${x + 14}" y="${H - 13}" class="tick">${escapeHtml(s)}</text>`,
-    );
-  });
-  parts.push(`</svg>`);
+  parts.push(...leg.parts(H - B + 26), `</svg>`);
   return parts.join("");
 }
 
@@ -638,7 +662,9 @@ export function svgLineChart(
   series: LineSeries[],
   opts: { xLabel?: string; yMax?: number } = {},
 ): string {
-  const W = 640, H = 280, L = 44, R = 14, T = 28, B = 58;
+  const W = 640, L = 44, R = 14, T = 28;
+  const leg = legend(series.map((s) => s.name), L, W - R);
+  const B = 30 + 18 * leg.rows, H = 220 + B;
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const x0 = xs.length ? Math.min(...xs) : 0, x1 = xs.length ? Math.max(...xs) : 1;
   const yMax = opts.yMax ?? 1;
@@ -674,13 +700,8 @@ export function svgLineChart(
         }"><title>${escapeHtml(s.name)}</title></polyline>`,
       );
     }
-    const lx = L + si * 150;
-    parts.push(
-      `<rect x="${lx}" y="${H - 22}" width="10" height="10" fill="${c}"/>`,
-      `<text x="${lx + 14}" y="${H - 13}" class="tick">${escapeHtml(s.name)}</text>`,
-    );
   });
-  parts.push(`</svg>`);
+  parts.push(...leg.parts(H - B + 26), `</svg>`);
   return parts.join("");
 }
 

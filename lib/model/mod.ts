@@ -5,6 +5,7 @@
  */
 export * from "./precision.ts";
 export * from "./safetensors.ts";
+export * from "./npz.ts";
 export * from "./checkpoint.ts";
 export * from "./config.ts";
 export * from "./tokenizer.ts";

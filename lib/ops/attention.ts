@@ -8,11 +8,14 @@
  * j < kvLengths[b], j ≤ p and, with a window, j > p − window. Scores are scale·q·k (scale 1/√hd by
  * default). A query that sees no key (a padded row with kvLength 0, say) outputs zeros, never NaN.
  *
- * Kernels (shaders/attention.wgsl): the forward is one workgroup per (16 queries, head, batch row) running
- * an online softmax over 8-key tiles of only the keys its block can see (causal and window bounds), so
- * memory is O(S) and long sequences work. The backward recomputes the forward's logsumexp, computes
- * D = rowsum(dOut ∘ out), then dq per query block and dk/dv per key block (the latter summing over the
- * query heads of its kv head: no atomics). head_dim ≤ 128; workgroup memory ≤ 16 KiB.
+ * Kernels (shaders/attention.wgsl), two designs (see {@link AttentionKernel}). `tiled` (GPUs): the forward is
+ * one workgroup per (16 queries, head, batch row) running an online softmax over 8-key tiles of only the
+ * keys its block can see (causal and window bounds), so memory is O(S) and long sequences work. The
+ * backward recomputes the forward's logsumexp, computes D = rowsum(dOut ∘ out), then dq per query block
+ * and dk/dv per key block (the latter summing over the query heads of its kv head: no atomics).
+ * head_dim ≤ 128; workgroup memory ≤ 16 KiB. `row` (CPU adapters): one invocation per query row (forward;
+ * backward: logsumexp, D and dq in one kernel) or per key row (dk/dv), without workgroup memory or
+ * barriers: two dispatches for the backward instead of four.
  *
  * Row-chunked tensors work: runs of batch rows lying in one chunk of every operand are dispatched together;
  * a batch row that straddles a chunk boundary is gathered into a temporary buffer (and outputs scattered
@@ -24,9 +27,21 @@ import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { grid1d, words } from "./_chunks.ts";
+import { isCpuAdapter } from "./matmul.ts";
 
 /** Largest head_dim the kernels support. */
 export const ATTENTION_MAX_HEAD_DIM = 128;
+
+/**
+ * Which kernels run attention: `tiled`: workgroups of 64 threads sharing q/k/v tiles in workgroup memory
+ * (the GPU design); `row`: one invocation per query (key) row walking its keys (queries) serially, no
+ * barriers (fastest on CPU adapters such as lavapipe); `auto` (default): `row` on CPU adapters, else
+ * `tiled`.
+ */
+export type AttentionKernel = "auto" | "tiled" | "row";
+
+/** Invocations per workgroup of the `row` kernels. */
+const ROW_WG = 8;
 
 /** Geometry and masking of an attention call. */
 export interface AttentionOptions {
@@ -52,6 +67,8 @@ export interface AttentionOptions {
   scale?: number;
   /** Storage type of the output (default q's). */
   outDtype?: DType;
+  /** Kernel choice (default `auto`); see {@link AttentionKernel}. */
+  kernel?: AttentionKernel;
 }
 
 /** Activation gradients of {@link attention} (f32). */
@@ -76,6 +93,8 @@ interface Geometry {
   scale: number;
   kvLengths: number[];
   queryOffset: number[];
+  /** Use the one-invocation-per-row kernels. */
+  row: boolean;
 }
 
 function isCount(n: number, min: number): boolean {
@@ -117,6 +136,8 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
   if (o.window === 0) throw new GpuError(op, "window 0 would hide every key; use null for no window");
   const scale = o.scale ?? 1 / Math.sqrt(headDim);
   if (!Number.isFinite(scale)) throw new GpuError(op, `scale ${scale} is not finite`);
+  const kernel = o.kernel ?? "auto";
+  if (!["auto", "tiled", "row"].includes(kernel)) throw new GpuError(op, `unknown kernel ${kernel}`);
   return {
     batch,
     seqQ,
@@ -129,6 +150,7 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
     scale,
     kvLengths,
     queryOffset,
+    row: kernel === "row" || (kernel === "auto" && isCpuAdapter(q.gpu)),
   };
 }
 
@@ -267,7 +289,7 @@ interface Offsets {
   dv?: number;
 }
 
-function params(g: Geometry, b0: number, off: Offsets, flags: number): Uint32Array {
+function params(g: Geometry, b0: number, off: Offsets, flags: number, count = 0): Uint32Array {
   return words(
     g.seqQ,
     g.seqKv,
@@ -286,7 +308,7 @@ function params(g: Geometry, b0: number, off: Offsets, flags: number): Uint32Arr
     off.dv ?? 0,
     flags,
     { f: g.scale },
-    0,
+    count,
     0,
     0,
   );
@@ -329,8 +351,9 @@ async function forward(
   const gpu = q.gpu;
   const pipe = await gpu.pipeline({
     family: "attention",
-    entry: "attn_fwd",
+    entry: g.row ? "attn_fwd_tpr" : "attn_fwd",
     types: types(q, k, v, out.dtype, "f32"),
+    constants: g.row ? { HD: g.headDim } : undefined,
   });
   const st = stats ?? gpu.createStorage(16, "attention.nostats");
   const operands = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
@@ -339,12 +362,14 @@ async function forward(
     write: true,
   }];
   forRuns(op, operands, g.batch, (b0, nb, [bq, bk, bv, bo]) => {
+    const off = { q: bq.offset, k: bk.offset, v: bv.offset, o: bo.offset };
+    const n = nb * g.heads * g.seqQ;
     gpu.dispatch(
       op,
       pipe,
       [meta, bq.buffer, bk.buffer, bv.buffer, bo.buffer, st],
-      [Math.ceil(g.seqQ / 16), g.heads, nb],
-      params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, o: bo.offset }, stats ? 1 : 0),
+      g.row ? [Math.ceil(g.seqQ / ROW_WG), g.heads, nb] : [Math.ceil(g.seqQ / 16), g.heads, nb],
+      params(g, b0, off, stats ? 1 : 0, g.row ? n : 0),
     );
   });
   if (!stats) gpu.release(st);
@@ -391,6 +416,7 @@ export async function attentionBackward(
   if (dOut.rows !== q.rows || dOut.rowSize !== q.rowSize || dOut.gpu !== q.gpu) {
     throw new GpuError(op, `dOut has shape [${dOut.shape}], expected q's [${q.shape}] on ${q.gpu.label}`);
   }
+  if (g.row) return await backwardRows(op, g, q, k, v, dOut);
   const gpu = q.gpu;
   const tp = types(q, k, v, "f32", dOut.dtype);
   const [prep, pdq, pdkdv] = await Promise.all(
@@ -459,6 +485,86 @@ export async function attentionBackward(
     throw e;
   } finally {
     o32.dispose();
+    gpu.release(stats);
+    gpu.release(meta);
+  }
+  return { dq, dk, dv };
+}
+
+/** The backward with the one-invocation-per-row kernels: q rows (stats and dq), then k/v rows (dk, dv). */
+async function backwardRows(
+  op: string,
+  g: Geometry,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  dOut: Tensor,
+): Promise<AttentionGradients> {
+  const gpu = q.gpu;
+  const spec = {
+    family: "attention",
+    types: types(q, k, v, "f32", dOut.dtype),
+    constants: { HD: g.headDim },
+  };
+  const [pq, pkv] = await Promise.all(
+    ["attn_bwd_q_tpr", "attn_bwd_kv_tpr"].map((entry) => gpu.pipeline({ ...spec, entry })),
+  );
+  const qShape = [g.batch * g.seqQ, g.heads * g.headDim];
+  const kvShape = [g.batch * g.seqKv, g.kvHeads * g.headDim];
+  const meta = metaBuffer(gpu, g);
+  const stats = statsBuffer(gpu, g);
+  const dq = Tensor.empty(gpu, qShape, "f32", { name: "attention.dq" });
+  const dk = Tensor.empty(gpu, kvShape, "f32", { name: "attention.dk" });
+  const dv = Tensor.empty(gpu, kvShape, "f32", { name: "attention.dv" });
+  try {
+    const qOps = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
+      t: dOut,
+      seq: g.seqQ,
+    }];
+    forRuns(op, [...qOps, { t: dq, seq: g.seqQ, write: true }], g.batch, (b0, nb, [bq, bk, bv, bd, bg]) => {
+      const n = nb * g.heads * g.seqQ;
+      gpu.dispatch(
+        op,
+        pq,
+        [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bg.buffer],
+        [Math.ceil(g.seqQ / ROW_WG), g.heads, nb],
+        params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, dO: bd.offset, o: bg.offset }, 0, n),
+      );
+    });
+    forRuns(
+      op,
+      [...qOps, { t: dk, seq: g.seqKv, write: true }, { t: dv, seq: g.seqKv, write: true }],
+      g.batch,
+      (b0, nb, [bq, bk, bv, bd, bgk, bgv]) => {
+        const n = nb * g.kvHeads * g.seqKv;
+        gpu.dispatch(
+          op,
+          pkv,
+          [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bgk.buffer, bgv.buffer],
+          [Math.ceil(g.seqKv / ROW_WG), g.kvHeads, nb],
+          params(
+            g,
+            b0,
+            {
+              q: bq.offset,
+              k: bk.offset,
+              v: bv.offset,
+              dO: bd.offset,
+              dk: bgk.offset,
+              dv: bgv.offset,
+            },
+            0,
+            n,
+          ),
+        );
+      },
+    );
+  } catch (e) {
+    dq.dispose();
+    dk.dispose();
+    dv.dispose();
+    throw e;
+  } finally {
     gpu.release(stats);
     gpu.release(meta);
   }

@@ -1,25 +1,43 @@
 /**
  * LayerNorm (GPT-2, GPT-J) and RMSNorm (Llama, Mistral) over the last dim of `[T, d]` activations, and
- * their input gradients for backprop through a frozen model (no weight gradients). One workgroup per row
- * with a workgroup reduction; f32 math for f32 and f16 storage; row-chunked activations are supported.
+ * their input gradients for backprop through a frozen model (no weight gradients). On GPUs one workgroup
+ * per row with a workgroup reduction; on CPU adapters (lavapipe), where every workgroup barrier is costly,
+ * one invocation per row without barriers (see {@link NormKernel}). f32 math for f32 and f16 storage;
+ * row-chunked activations are supported.
  * @module
  */
 import type { DType } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { grid1d, rowSegments, words } from "./_chunks.ts";
+import { isCpuAdapter } from "./matmul.ts";
+
+/**
+ * Which kernel runs a norm: `workgroup`: one 256-thread workgroup per row with shared-memory tree
+ * reductions (the GPU design); `thread`: one invocation per row walking it serially with 8 interleaved
+ * partial sums, no barriers (fastest on CPU adapters such as lavapipe); `auto` (default): `thread` on CPU
+ * adapters, else `workgroup`.
+ */
+export type NormKernel = "auto" | "workgroup" | "thread";
 
 /** Options of the forward norms. */
 export interface NormOptions {
   /** Storage type of the output (default: the input's). */
   outDtype?: DType;
+  /** Kernel choice (default `auto`); see {@link NormKernel}. */
+  kernel?: NormKernel;
 }
 
 /** Options of the norm backward ops. */
 export interface NormBackwardOptions {
   /** Storage type of dx (default f32). */
   outDtype?: DType;
+  /** Kernel choice (default `auto`); see {@link NormKernel}. */
+  kernel?: NormKernel;
 }
+
+/** Rows per workgroup of the one-invocation-per-row entries (`*_tpr` in shaders/norm.wgsl). */
+const TPR_ROWS = 64;
 
 function check(op: string, x: Tensor, w: Tensor, b: Tensor | null, dy: Tensor | null): number {
   if (x.shape.length !== 2) throw new GpuError(op, `x must be [T, d], got [${x.shape}]`);
@@ -50,9 +68,11 @@ async function run(
   dy: Tensor | null,
   out: Tensor,
   eps: number,
+  kernel: NormKernel = "auto",
 ): Promise<Tensor> {
   if (!(eps >= 0)) throw new GpuError(op, `eps must be ≥ 0, got ${eps}`);
   const gpu = x.gpu;
+  const perThread = kernel === "thread" || (kernel === "auto" && isCpuAdapter(gpu));
   const d = x.shape[1];
   const fwd = dy === null;
   const types: Record<string, DType> = {
@@ -63,7 +83,7 @@ async function run(
     TG: dy ? dy.dtype : "f32",
     TD: fwd ? "f32" : out.dtype,
   };
-  const pipe = await gpu.pipeline({ family: "norm", entry, types });
+  const pipe = await gpu.pipeline({ family: "norm", entry: perThread ? `${entry}_tpr` : entry, types });
   const tensors = dy ? [x, dy, out] : [x, out];
   for (const s of rowSegments(tensors)) {
     const xc = x.chunks[s.at[0].chunk];
@@ -75,7 +95,7 @@ async function run(
       op,
       pipe,
       buffers,
-      grid1d(s.rows, 1),
+      perThread ? grid1d(s.rows, TPR_ROWS) : grid1d(s.rows, 1),
       words(
         s.rows,
         d,
@@ -103,7 +123,7 @@ export async function layerNorm(
 ): Promise<Tensor> {
   check("layerNorm", x, w, b, null);
   const y = Tensor.empty(x.gpu, x.shape, opts.outDtype ?? x.dtype, { name: "layerNorm" });
-  return await run("layerNorm", "layer_norm", x, w, b, null, y, eps);
+  return await run("layerNorm", "layer_norm", x, w, b, null, y, eps, opts.kernel);
 }
 
 /**
@@ -119,14 +139,14 @@ export async function layerNormBackward(
 ): Promise<Tensor> {
   check("layerNormBackward", x, w, null, dy);
   const dx = Tensor.empty(x.gpu, x.shape, opts.outDtype ?? "f32", { name: "layerNormBackward" });
-  return await run("layerNormBackward", "layer_norm_bwd", x, w, null, dy, dx, eps);
+  return await run("layerNormBackward", "layer_norm_bwd", x, w, null, dy, dx, eps, opts.kernel);
 }
 
 /** RMSNorm (Llama/Mistral): `y = w · x · rsqrt(mean(x²) + eps)`. Returns a new `[T, d]` tensor. */
 export async function rmsNorm(x: Tensor, w: Tensor, eps: number, opts: NormOptions = {}): Promise<Tensor> {
   check("rmsNorm", x, w, null, null);
   const y = Tensor.empty(x.gpu, x.shape, opts.outDtype ?? x.dtype, { name: "rmsNorm" });
-  return await run("rmsNorm", "rms_norm", x, w, null, null, y, eps);
+  return await run("rmsNorm", "rms_norm", x, w, null, null, y, eps, opts.kernel);
 }
 
 /**
@@ -142,5 +162,5 @@ export async function rmsNormBackward(
 ): Promise<Tensor> {
   check("rmsNormBackward", x, w, null, dy);
   const dx = Tensor.empty(x.gpu, x.shape, opts.outDtype ?? "f32", { name: "rmsNormBackward" });
-  return await run("rmsNormBackward", "rms_norm_bwd", x, w, null, dy, dx, eps);
+  return await run("rmsNormBackward", "rms_norm_bwd", x, w, null, dy, dx, eps, opts.kernel);
 }

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { loadModel } from "../../lib/model/load.ts";
-import { cleanWikitextLine, collectStats, readCorpus } from "../../lib/edit/covariance.ts";
+import {
+  cleanWikitextLine,
+  collectStats,
+  exportStatsNpz,
+  loadStatsFile,
+  readCorpus,
+} from "../../lib/edit/covariance.ts";
 import { padBatch } from "../../lib/model/transformer.ts";
 import { assertClose, sharedPath } from "../_util.ts";
 
@@ -73,6 +79,12 @@ Deno.test("covariance statistics: equal a host XᵀX, resume after an interrupti
     const cached = await collectStats(model, opts);
     assert.equal(cached.source, "cache");
     assert.equal(cached.count, count);
+    // the reference code's npz layout round-trips
+    const npz = `${cache}/stats.npz`;
+    await exportStatsNpz(cached, npz);
+    const back = await loadStatsFile(model, 0, npz);
+    assert.equal(back.count, count);
+    assert.deepEqual(Array.from(await back.c.read()), Array.from(cResumed));
     // another sample count is another cache entry (keys include it)
     const other = await collectStats(model, { ...opts, nSamples: 16 });
     assert.equal(other.source, "computed");
