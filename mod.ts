@@ -14,3 +14,4 @@ export * from "./lib/gpu/mod.ts";
 export * from "./lib/ops/mod.ts";
 export * from "./lib/model/mod.ts";
 export * from "./lib/edit/mod.ts";
+export * from "./lib/eval/mod.ts";

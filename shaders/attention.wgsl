@@ -45,7 +45,7 @@ struct Params {
   dv_off: u32,
   flags: u32,
   scale: f32,
-  count: u32, // *_tpr entries: invocations of the dispatch
+  _p0: u32,
   _p1: u32,
   _p2: u32,
 }
@@ -456,19 +456,19 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 
 // ---------------------------------------------------------------- one invocation per row (CPU adapters)
 // Each invocation owns one query row (forward, dq) or one key row (dk/dv) of one head and walks the keys
-// (queries) of its workgroup's block serially, skipping the ones it does not see; the forward and the
-// logsumexp pass use tiles of FK keys with one online-softmax rescale per tile as above. A workgroup is
-// RW neighbouring rows of one head of one batch row, so every key (query) row the loop reads is the same
-// for all invocations: on a CPU adapter that is one load broadcast to the SIMD lanes, not a gather.
-// head_dim is the override HD (the loops over it get a constant trip count and the per-row vectors can
-// live in registers).
-
-override HD: u32 = 128u;
+// (queries) its workgroup's block can see serially, skipping the ones it does not see itself; the forward
+// and the logsumexp pass use tiles of FK keys with one online-softmax rescale per tile as above. No
+// workgroup memory, no barriers. A workgroup is RW (= a CPU SIMD width) neighbouring rows of one head of
+// one batch row: the loops are uniform across it and its lanes read the same key (query) rows. Storage
+// loads are what costs on lavapipe (each is a loop over the lanes), so every row vector that is used more
+// than once is loaded into a private array first. Scores are (scale·q)·k in every entry, so the backward
+// entries recompute exactly the probabilities behind the logsumexp.
 const RW: u32 = 8u;
 
 // grid: (ceil(Sq / RW), H, nb); flags bit 0: write the logsumexp into stats.
 @compute @workgroup_size(RW)
 fn attn_fwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let hd = P.head_dim;
   let h = wid.y;
   let zb = wid.z;
   let b = P.batch0 + zb;
@@ -480,16 +480,16 @@ fn attn_fwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   let p_lo = rowinfo[2u * b + 1u] + q0;
   let pos = p_lo + lid;
   let kr = key_range(p_lo, p_lo + nq - 1u, kv_len); // the keys any row of the block sees
-  let qs = P.heads * HD;
-  let kvs = P.kv_heads * HD;
-  let qrow = (zb * P.seq_q + min(i, P.seq_q - 1u)) * qs + h * HD;
+  let qs = P.heads * hd;
+  let kvs = P.kv_heads * hd;
+  let qrow = (zb * P.seq_q + min(i, P.seq_q - 1u)) * qs + h * hd;
   let kvh = h / P.group;
-  let kbase = P.k_off + zb * P.seq_kv * kvs + kvh * HD;
-  let vbase = P.v_off + zb * P.seq_kv * kvs + kvh * HD;
+  let kbase = P.k_off + zb * P.seq_kv * kvs + kvh * hd;
+  let vbase = P.v_off + zb * P.seq_kv * kvs + kvh * hd;
 
   var qv: array<f32, HDM>;
   var acc: array<f32, HDM>;
-  for (var d = 0u; d < HD; d++) {
+  for (var d = 0u; d < hd; d++) {
     qv[d] = f32(qb[P.q_off + qrow + d]) * P.scale;
     acc[d] = 0.0;
   }
@@ -502,7 +502,7 @@ fn attn_fwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     for (var c = 0u; c < nk; c++) {
       let kj = kbase + (k0 + c) * kvs;
       var dot = 0.0;
-      for (var d = 0u; d < HD; d++) { dot += qv[d] * f32(kb[kj + d]); }
+      for (var d = 0u; d < hd; d++) { dot += qv[d] * f32(kb[kj + d]); }
       var sc = MASKED;
       if (visible(k0 + c, pos, kv_len)) { sc = dot; }
       s[c] = sc;
@@ -512,20 +512,20 @@ fn attn_fwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let alpha = exp(m - mt);
     m = mt;
     var sum = 0.0;
-    for (var d = 0u; d < HD; d++) { acc[d] *= alpha; }
+    for (var d = 0u; d < hd; d++) { acc[d] *= alpha; }
     for (var c = 0u; c < nk; c++) {
       var pr = 0.0;
       if (s[c] > MASKED_TEST) { pr = exp(s[c] - mt); }
       sum += pr;
       let vj = vbase + (k0 + c) * kvs;
-      for (var d = 0u; d < HD; d++) { acc[d] += pr * f32(vb[vj + d]); }
+      for (var d = 0u; d < hd; d++) { acc[d] += pr * f32(vb[vj + d]); }
     }
     l = l * alpha + sum;
   }
   if (!live) { return; }
   var inv = 0.0; // a query that sees no key gets zeros, never NaN
   if (l > 0.0) { inv = 1.0 / l; }
-  for (var d = 0u; d < HD; d++) { ob[P.o_off + qrow + d] = TO(acc[d] * inv); }
+  for (var d = 0u; d < hd; d++) { ob[P.o_off + qrow + d] = TO(acc[d] * inv); }
   if ((P.flags & 1u) != 0u) {
     var v = 0.0;
     if (l > 0.0) { v = m + log(l); }
@@ -538,6 +538,7 @@ fn attn_fwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 // g0 (at offset o_off). grid: (ceil(Sq / RW), H, nb).
 @compute @workgroup_size(RW)
 fn attn_bwd_q_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let hd = P.head_dim;
   let h = wid.y;
   let zb = wid.z;
   let b = P.batch0 + zb;
@@ -549,17 +550,17 @@ fn attn_bwd_q_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
   let p_lo = rowinfo[2u * b + 1u] + q0;
   let pos = p_lo + lid;
   let kr = key_range(p_lo, p_lo + nq - 1u, kv_len);
-  let qs = P.heads * HD;
-  let kvs = P.kv_heads * HD;
-  let qrow = (zb * P.seq_q + min(i, P.seq_q - 1u)) * qs + h * HD;
+  let qs = P.heads * hd;
+  let kvs = P.kv_heads * hd;
+  let qrow = (zb * P.seq_q + min(i, P.seq_q - 1u)) * qs + h * hd;
   let kvh = h / P.group;
-  let kbase = P.k_off + zb * P.seq_kv * kvs + kvh * HD;
-  let vbase = P.v_off + zb * P.seq_kv * kvs + kvh * HD;
+  let kbase = P.k_off + zb * P.seq_kv * kvs + kvh * hd;
+  let vbase = P.v_off + zb * P.seq_kv * kvs + kvh * hd;
 
   var qv: array<f32, HDM>;
   var dov: array<f32, HDM>;
   var dq: array<f32, HDM>;
-  for (var d = 0u; d < HD; d++) {
+  for (var d = 0u; d < hd; d++) {
     qv[d] = f32(qb[P.q_off + qrow + d]) * P.scale;
     dov[d] = f32(dob[P.do_off + qrow + d]);
     dq[d] = 0.0;
@@ -577,7 +578,7 @@ fn attn_bwd_q_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
       let vj = vbase + (k0 + c) * kvs;
       var dot = 0.0;
       var dv = 0.0;
-      for (var d = 0u; d < HD; d++) {
+      for (var d = 0u; d < hd; d++) {
         dot += qv[d] * f32(kb[kj + d]);
         dv += dov[d] * f32(vb[vj + d]);
       }
@@ -612,7 +613,7 @@ fn attn_bwd_q_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     let vj = vbase + j * kvs;
     var dot = 0.0;
     var dv = 0.0;
-    for (var d = 0u; d < HD; d++) {
+    for (var d = 0u; d < hd; d++) {
       let kd = f32(kb[kj + d]);
       kr_[d] = kd;
       dot += qv[d] * kd;
@@ -620,21 +621,22 @@ fn attn_bwd_q_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
     }
     var ds = 0.0;
     if (visible(j, pos, kv_len)) { ds = exp(dot - lse) * (dv - dd); }
-    for (var d = 0u; d < HD; d++) { dq[d] += ds * kr_[d]; }
+    for (var d = 0u; d < hd; d++) { dq[d] += ds * kr_[d]; }
   }
   if (!live) { return; }
   let si = stat_index(b, h, i);
   stats[si] = lse;
   stats[si + 1u] = dd;
-  for (var d = 0u; d < HD; d++) { g0[P.o_off + qrow + d] = dq[d] * P.scale; }
+  for (var d = 0u; d < hd; d++) { g0[P.o_off + qrow + d] = dq[d] * P.scale; }
 }
 
 // Backward, one invocation per key row j of kv head g: loops over the query heads sharing g and the
-// queries that see some key of the block: dv_j = Σ_i P_ij dOut_i, dk_j = scale·Σ_i dS_ij q_i, with the
+// queries that see some key of the block: dv_j = Σ_i P_ij dOut_i, dk_j = Σ_i dS_ij (scale·q_i), with the
 // logsumexp and D from stats (written by attn_bwd_q_tpr). dk into g0, dv into g1; keys that no query
 // sees (padding) get zeros. grid: (ceil(Skv / RW), KV, nb).
 @compute @workgroup_size(RW)
 fn attn_bwd_kv_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let hd = P.head_dim;
   let g = wid.y;
   let zb = wid.z;
   let b = P.batch0 + zb;
@@ -644,9 +646,9 @@ fn attn_bwd_kv_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
   let live = lid < nk;
   let kv_len = min(rowinfo[2u * b], P.seq_kv);
   let qpos0 = rowinfo[2u * b + 1u];
-  let qs = P.heads * HD;
-  let kvs = P.kv_heads * HD;
-  let krow = (zb * P.seq_kv + min(j, P.seq_kv - 1u)) * kvs + g * HD;
+  let qs = P.heads * hd;
+  let kvs = P.kv_heads * hd;
+  let krow = (zb * P.seq_kv + min(j, P.seq_kv - 1u)) * kvs + g * hd;
   // query rows [qlo, qhi) that can see some key of the block (as in attn_bwd_dkdv)
   var qlo = 0u;
   var qhi = 0u;
@@ -663,8 +665,8 @@ fn attn_bwd_kv_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
   var vv: array<f32, HDM>;
   var dk: array<f32, HDM>;
   var dv: array<f32, HDM>;
-  for (var d = 0u; d < HD; d++) {
-    kv[d] = f32(kb[P.k_off + krow + d]) * P.scale;
+  for (var d = 0u; d < hd; d++) {
+    kv[d] = f32(kb[P.k_off + krow + d]);
     vv[d] = f32(vb[P.v_off + krow + d]);
     dk[d] = 0.0;
     dv[d] = 0.0;
@@ -672,15 +674,15 @@ fn attn_bwd_kv_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
   for (var hi = 0u; hi < P.group; hi++) {
     let h = g * P.group + hi;
     for (var i = qlo; i < qhi; i++) {
-      let qrow = (zb * P.seq_q + i) * qs + h * HD;
+      let qrow = (zb * P.seq_q + i) * qs + h * hd;
       let qq = P.q_off + qrow;
       let qd = P.do_off + qrow;
       var qr: array<f32, HDM>;
       var dr: array<f32, HDM>;
       var dot = 0.0;
       var dpv = 0.0;
-      for (var d = 0u; d < HD; d++) {
-        qr[d] = f32(qb[qq + d]);
+      for (var d = 0u; d < hd; d++) {
+        qr[d] = f32(qb[qq + d]) * P.scale;
         dr[d] = f32(dob[qd + d]);
         dot += qr[d] * kv[d];
         dpv += dr[d] * vv[d];
@@ -692,15 +694,15 @@ fn attn_bwd_kv_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
         pr = exp(dot - stats[si]);
         ds = pr * (dpv - stats[si + 1u]);
       }
-      for (var d = 0u; d < HD; d++) {
+      for (var d = 0u; d < hd; d++) {
         dv[d] += pr * dr[d];
         dk[d] += ds * qr[d];
       }
     }
   }
   if (!live) { return; }
-  for (var d = 0u; d < HD; d++) {
-    g0[P.dk_off + krow + d] = dk[d] * P.scale;
+  for (var d = 0u; d < hd; d++) {
+    g0[P.dk_off + krow + d] = dk[d];
     g1[P.dv_off + krow + d] = dv[d];
   }
 }

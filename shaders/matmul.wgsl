@@ -135,18 +135,23 @@ fn finish(cbase: u32, m: u32, n: u32, v: f32) {
   C[at] = TC(c);
 }
 
-// Stores a thread's register tile: block t (row block t / 4, column block t % 4; 4 column blocks per row
-// of blocks) holds C[m + 4·(t/4) + i][n + 4·(t%4) + j] in column i, row j. The loops run over the valid
-// rows and columns only (runtime bounds, so the compiler keeps one copy of the bounds-checked stores
-// instead of unrolling hundreds of them).
-fn store_tile(cbase: u32, m: u32, n: u32, acc: ptr<function, array<mat4x4<f32>, 32>>, rows: u32) {
-  let mr = select(0u, min(rows, p.m - m), m < p.m);
-  let nc = select(0u, min(16u, p.n - n), n < p.n);
+// Stores one 4×4 block (column i = C[m+i][n..n+3]). Runtime loop bounds over the valid rows and columns
+// keep the bounds-checked per-element stores in one copy (unrolled, hundreds of them per kernel made
+// lavapipe's compile take ten seconds and more).
+fn store_blk(cbase: u32, m: u32, n: u32, acc: mat4x4<f32>) {
+  let mr = select(0u, min(4u, p.m - m), m < p.m);
+  let nc = select(0u, min(4u, p.n - n), n < p.n);
   for (var i = 0u; i < mr; i++) {
+    let row = acc[i];
     for (var j = 0u; j < nc; j++) {
-      finish(cbase, m + i, n + j, (*acc)[(i / 4u) * 4u + j / 4u][i % 4u][j % 4u]);
+      finish(cbase, m + i, n + j, row[j]);
     }
   }
+}
+
+// block rows (of 4 rows) of a register tile starting at row m that hold rows < p.m, at most `most`
+fn valid_block_rows(m: u32, most: u32) -> u32 {
+  return select(0u, min(most, (p.m - m + 3u) / 4u), m < p.m);
 }
 
 // ---- register-blocked kernel (no workgroup memory) -------------------------------------------------
@@ -235,17 +240,46 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     c72 += b2 * a7;
     c73 += b3 * a7;
   }
-  var acc = array<mat4x4<f32>, 32>(
-    c00, c01, c02, c03,
-    c10, c11, c12, c13,
-    c20, c21, c22, c23,
-    c30, c31, c32, c33,
-    c40, c41, c42, c43,
-    c50, c51, c52, c53,
-    c60, c61, c62, c63,
-    c70, c71, c72, c73,
-  );
-  store_tile(p.c_off + wid.z * p.c_bs, m, n, &acc, 32u);
+  let cbase = p.c_off + wid.z * p.c_bs;
+  // one store_blk call site for the whole tile: block t is picked by a switch
+  for (var t = 0u; t < valid_block_rows(m, 8u) * 4u; t++) {
+    var blk: mat4x4<f32>;
+    switch t {
+      case 0u: { blk = c00; }
+      case 1u: { blk = c01; }
+      case 2u: { blk = c02; }
+      case 3u: { blk = c03; }
+      case 4u: { blk = c10; }
+      case 5u: { blk = c11; }
+      case 6u: { blk = c12; }
+      case 7u: { blk = c13; }
+      case 8u: { blk = c20; }
+      case 9u: { blk = c21; }
+      case 10u: { blk = c22; }
+      case 11u: { blk = c23; }
+      case 12u: { blk = c30; }
+      case 13u: { blk = c31; }
+      case 14u: { blk = c32; }
+      case 15u: { blk = c33; }
+      case 16u: { blk = c40; }
+      case 17u: { blk = c41; }
+      case 18u: { blk = c42; }
+      case 19u: { blk = c43; }
+      case 20u: { blk = c50; }
+      case 21u: { blk = c51; }
+      case 22u: { blk = c52; }
+      case 23u: { blk = c53; }
+      case 24u: { blk = c60; }
+      case 25u: { blk = c61; }
+      case 26u: { blk = c62; }
+      case 27u: { blk = c63; }
+      case 28u: { blk = c70; }
+      case 29u: { blk = c71; }
+      case 30u: { blk = c72; }
+      default: { blk = c73; }
+    }
+    store_blk(cbase, m + 4u * (t / 4u), n + 4u * (t % 4u), blk);
+  }
 }
 
 // ---- skinny kernel for few rows (m ≤ 32) --------------------------------------------------------------
@@ -270,12 +304,18 @@ fn mm_skinny(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     c2 += b_blk_masked(bbase, k, n + 8u) * a;
     c3 += b_blk_masked(bbase, k, n + 12u) * a;
   }
-  var acc: array<mat4x4<f32>, 32>;
-  acc[0] = c0;
-  acc[1] = c1;
-  acc[2] = c2;
-  acc[3] = c3;
-  store_tile(p.c_off + wid.z * p.c_bs, m, n, &acc, 4u);
+  let cbase = p.c_off + wid.z * p.c_bs;
+  // one store_blk call site for the whole tile: block t is picked by a switch
+  for (var t = 0u; t < valid_block_rows(m, 1u) * 4u; t++) {
+    var blk: mat4x4<f32>;
+    switch t {
+      case 0u: { blk = c0; }
+      case 1u: { blk = c1; }
+      case 2u: { blk = c2; }
+      default: { blk = c3; }
+    }
+    store_blk(cbase, m + 4u * (t / 4u), n + 4u * (t % 4u), blk);
+  }
 }
 
 // ---- workgroup-memory tiled kernel ----------------------------------------------------------------------
@@ -372,17 +412,32 @@ fn mm_tiled(
     }
     workgroupBarrier();
   }
-  var acc = array<mat4x4<f32>, 32>(
-    c00, c01, c02, c03,
-    c10, c11, c12, c13,
-    c20, c21, c22, c23,
-    c30, c31, c32, c33,
-    mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(),
-    mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(),
-    mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(),
-    mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(), mat4x4<f32>(),
-  );
-  store_tile(p.c_off + wid.z * p.c_bs, m0 + tr, n0 + tq * 4u, &acc, 16u);
+  let m = m0 + tr;
+  let n = n0 + tq * 4u;
+  let cbase = p.c_off + wid.z * p.c_bs;
+  // one store_blk call site for the whole tile: block t is picked by a switch
+  for (var t = 0u; t < valid_block_rows(m, 4u) * 4u; t++) {
+    var blk: mat4x4<f32>;
+    switch t {
+      case 0u: { blk = c00; }
+      case 1u: { blk = c01; }
+      case 2u: { blk = c02; }
+      case 3u: { blk = c03; }
+      case 4u: { blk = c10; }
+      case 5u: { blk = c11; }
+      case 6u: { blk = c12; }
+      case 7u: { blk = c13; }
+      case 8u: { blk = c20; }
+      case 9u: { blk = c21; }
+      case 10u: { blk = c22; }
+      case 11u: { blk = c23; }
+      case 12u: { blk = c30; }
+      case 13u: { blk = c31; }
+      case 14u: { blk = c32; }
+      default: { blk = c33; }
+    }
+    store_blk(cbase, m + 4u * (t / 4u), n + 4u * (t % 4u), blk);
+  }
 }
 
 // ---- naive baseline ----------------------------------------------------------------------------------

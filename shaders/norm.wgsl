@@ -1,6 +1,7 @@
 // LayerNorm and RMSNorm over the last dim of a [rows, d] activation, forward and input gradient.
-// One workgroup (256 threads) per row: each thread walks the row with stride 256 and the partial sums
-// are combined by a shared-memory tree. Math is f32 for every storage type.
+// GPUs: one workgroup (256 threads) per row: each thread walks the row with stride 256 and the partial
+// sums are combined by a shared-memory tree. CPU adapters: the *_tpr entries below, one invocation per
+// row. Math is f32 for every storage type.
 // Aliases (set by the host; unused ones are f32): TX x, TW weight, TB bias, TY forward output,
 // TG upstream gradient dy, TD input gradient dx.
 // Workgroup grid: row = wid.y * nwg.x + wid.x (2-D when rows > 65535).
@@ -145,7 +146,8 @@ fn rms_norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 // ---------------------------------------------------------------- one thread per row (CPU adapters)
 // On CPU adapters (lavapipe: SIMD lanes are invocations, every workgroupBarrier switches between
 // coroutines) a barrier-free layout is much faster: each invocation owns a whole row and walks it
-// serially with 8 interleaved partial sums (a sum of n terms goes through ≤ ⌈n/8⌉ + 10 roundings).
+// serially with 8 (statistics) or 4 (backward sums) interleaved partial sums combined pairwise, so a sum
+// of n terms goes through ≤ ⌈n/4⌉ + 6 roundings.
 // Workgroup grid: 64 rows per workgroup, row = (wid.y * nwg.x + wid.x) * 64 + lid.
 
 const TPR_WG: u32 = 64u;

@@ -133,7 +133,8 @@ export class RomeEditor {
     const name = this.weight.name;
     let n = this.#wNorm.get(name);
     if (n === undefined) {
-      n = l2(await this.weight.w.read());
+      // the unedited weight, from the checkpoint (the GPU copy may already carry earlier edits)
+      n = l2((await this.model.checkpoint.readFloat(name, "f32")).data);
       this.#wNorm.set(name, n);
     }
     return n;

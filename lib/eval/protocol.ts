@@ -31,7 +31,7 @@ import type { EditResult, EditTimings, RomeEditor } from "../edit/rome.ts";
 import type { EditRequest as EditorRequest } from "../edit/request.ts";
 import { applyRankOne, l2 } from "../edit/update.ts";
 import { rng } from "../util/random.ts";
-import { type DatasetFormat, type EditRequest, type EvalRecord, fillTemplate } from "./datasets/mod.ts";
+import { type DatasetFormat, type EvalRecord, fillTemplate, type RecordRequest } from "./datasets/mod.ts";
 import {
   locality,
   meanNll,
@@ -137,7 +137,7 @@ export interface RecordResult {
   /** The dataset format. */
   format: DatasetFormat;
   /** The edit (the first of an MQuAKE case's rewrites). */
-  request: EditRequest;
+  request: RecordRequest;
   /** How the record was run. */
   protocol: ProtocolKind;
   /** Metrics before the edit. */
@@ -390,7 +390,7 @@ export async function sampleTexts(
 // Edits
 
 /** The editor's request for a dataset request (`caseId` attached). */
-export function toEditorRequest(req: EditRequest, caseId: number): EditorRequest {
+export function toEditorRequest(req: RecordRequest, caseId: number): EditorRequest {
   const out: EditorRequest = { prompt: req.prompt, subject: req.subject, targetNew: req.targetNew, caseId };
   if (req.groundTruth !== null) out.groundTruth = req.groundTruth;
   return out;
@@ -494,7 +494,7 @@ async function reapply(
 }
 
 /** The requests a record edits: every rewrite of an MQuAKE case, else the one request. */
-export function recordRequests(record: EvalRecord): EditRequest[] {
+export function recordRequests(record: EvalRecord): RecordRequest[] {
   return record.multiHop?.requests.length ? record.multiHop.requests : [record.request];
 }
 

@@ -368,31 +368,23 @@ function easyEditTable(s: EvalSummary): Table {
   }
   const fluency = phases.some(([, p]) => p?.fluency !== undefined);
   const multiHop = phases.some(([, p]) => p?.multi_hop_acc !== undefined);
-  const head = [
-    "phase",
-    "rewrite_acc",
-    "rephrase_acc",
-    ...[...locKeys].sort().map((k) => `locality ${k}`),
-    ...[...portKeys].sort().map((k) => `portability ${k}`),
+  type Phase = Summary["easyedit"]["post"] | undefined;
+  const cols: [string, (p: Phase) => string][] = [
+    ["rewrite_acc", (p) => pct(p?.rewrite_acc)],
+    ["rephrase_acc", (p) => pct(p?.rephrase_acc)],
   ];
-  if (!locKeys.size) head.push("locality");
-  if (!portKeys.size) head.push("portability");
-  if (fluency) head.push("fluency");
-  if (multiHop) head.push("multi_hop_acc");
-  const rows = phases.map(([name, p]) => {
-    const row = [
-      name,
-      pct(p?.rewrite_acc),
-      pct(p?.rephrase_acc),
-      ...[...locKeys].sort().map((k) => pct(p?.locality?.[k])),
-      ...[...portKeys].sort().map((k) => pct(p?.portability?.[k])),
-    ];
-    if (!locKeys.size) row.push("–");
-    if (!portKeys.size) row.push("–");
-    if (fluency) row.push(num(p?.fluency));
-    if (multiHop) row.push(pct(p?.multi_hop_acc));
-    return row;
-  });
+  if (locKeys.size) {
+    for (const k of [...locKeys].sort()) {
+      cols.push([`locality ${k}`, (p) => pct(p?.locality?.[k])]);
+    }
+  } else cols.push(["locality", () => "–"]);
+  if (portKeys.size) {
+    for (const k of [...portKeys].sort()) cols.push([`portability ${k}`, (p) => pct(p?.portability?.[k])]);
+  } else cols.push(["portability", () => "–"]);
+  if (fluency) cols.push(["fluency", (p) => num(p?.fluency)]);
+  if (multiHop) cols.push(["multi_hop_acc", (p) => pct(p?.multi_hop_acc)]);
+  const head = ["phase", ...cols.map((c) => c[0])];
+  const rows = phases.map(([name, p]) => [name, ...cols.map(([, f]) => f(p))]);
   return { head, rows };
 }
 

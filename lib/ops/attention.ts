@@ -289,7 +289,7 @@ interface Offsets {
   dv?: number;
 }
 
-function params(g: Geometry, b0: number, off: Offsets, flags: number, count = 0): Uint32Array {
+function params(g: Geometry, b0: number, off: Offsets, flags: number): Uint32Array {
   return words(
     g.seqQ,
     g.seqKv,
@@ -308,7 +308,7 @@ function params(g: Geometry, b0: number, off: Offsets, flags: number, count = 0)
     off.dv ?? 0,
     flags,
     { f: g.scale },
-    count,
+    0,
     0,
     0,
   );
@@ -353,7 +353,6 @@ async function forward(
     family: "attention",
     entry: g.row ? "attn_fwd_tpr" : "attn_fwd",
     types: types(q, k, v, out.dtype, "f32"),
-    constants: g.row ? { HD: g.headDim } : undefined,
   });
   const st = stats ?? gpu.createStorage(16, "attention.nostats");
   const operands = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
@@ -362,14 +361,12 @@ async function forward(
     write: true,
   }];
   forRuns(op, operands, g.batch, (b0, nb, [bq, bk, bv, bo]) => {
-    const off = { q: bq.offset, k: bk.offset, v: bv.offset, o: bo.offset };
-    const n = nb * g.heads * g.seqQ;
     gpu.dispatch(
       op,
       pipe,
       [meta, bq.buffer, bk.buffer, bv.buffer, bo.buffer, st],
-      g.row ? [Math.ceil(g.seqQ / ROW_WG), g.heads, nb] : [Math.ceil(g.seqQ / 16), g.heads, nb],
-      params(g, b0, off, stats ? 1 : 0, g.row ? n : 0),
+      [Math.ceil(g.seqQ / (g.row ? ROW_WG : 16)), g.heads, nb],
+      params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, o: bo.offset }, stats ? 1 : 0),
     );
   });
   if (!stats) gpu.release(st);
@@ -501,11 +498,7 @@ async function backwardRows(
   dOut: Tensor,
 ): Promise<AttentionGradients> {
   const gpu = q.gpu;
-  const spec = {
-    family: "attention",
-    types: types(q, k, v, "f32", dOut.dtype),
-    constants: { HD: g.headDim },
-  };
+  const spec = { family: "attention", types: types(q, k, v, "f32", dOut.dtype) };
   const [pq, pkv] = await Promise.all(
     ["attn_bwd_q_tpr", "attn_bwd_kv_tpr"].map((entry) => gpu.pipeline({ ...spec, entry })),
   );
@@ -522,13 +515,12 @@ async function backwardRows(
       seq: g.seqQ,
     }];
     forRuns(op, [...qOps, { t: dq, seq: g.seqQ, write: true }], g.batch, (b0, nb, [bq, bk, bv, bd, bg]) => {
-      const n = nb * g.heads * g.seqQ;
       gpu.dispatch(
         op,
         pq,
         [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bg.buffer],
         [Math.ceil(g.seqQ / ROW_WG), g.heads, nb],
-        params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, dO: bd.offset, o: bg.offset }, 0, n),
+        params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, dO: bd.offset, o: bg.offset }, 0),
       );
     });
     forRuns(
@@ -536,7 +528,6 @@ async function backwardRows(
       [...qOps, { t: dk, seq: g.seqKv, write: true }, { t: dv, seq: g.seqKv, write: true }],
       g.batch,
       (b0, nb, [bq, bk, bv, bd, bgk, bgv]) => {
-        const n = nb * g.kvHeads * g.seqKv;
         gpu.dispatch(
           op,
           pkv,
@@ -554,7 +545,6 @@ async function backwardRows(
               dv: bgv.offset,
             },
             0,
-            n,
           ),
         );
       },

@@ -71,6 +71,7 @@ async function run(
   kernel: NormKernel = "auto",
 ): Promise<Tensor> {
   if (!(eps >= 0)) throw new GpuError(op, `eps must be ≥ 0, got ${eps}`);
+  if (!["auto", "workgroup", "thread"].includes(kernel)) throw new GpuError(op, `unknown kernel ${kernel}`);
   const gpu = x.gpu;
   const perThread = kernel === "thread" || (kernel === "auto" && isCpuAdapter(gpu));
   const d = x.shape[1];

@@ -526,3 +526,113 @@ Deno.test("attention rejects inconsistent shapes and options with clear errors",
   assert.throws(() => cache.append(1, k, k, 5), /layer 1 out of range/);
   cache.dispose();
 });
+
+Deno.test("both kernel designs (tiled for GPUs, row for CPU adapters) match the reference", async () => {
+  // `auto` picks one of them on this adapter; run both explicitly so that each stays covered everywhere,
+  // with the same bounds as above (both use 8-key online-softmax tiles and f32 accumulation).
+  const gpu = await testGpu();
+  for (const kernel of ["tiled", "row"] as const) {
+    for (const dtype of ["f32", "f16"] as const) {
+      for (const [n, c] of FORWARD_CASES.entries()) {
+        const d = makeData(c, 110 + n, dtype);
+        const t = upload(gpu, c, d, dtype);
+        const out = await attention(t.q, t.k, t.v, { ...c, kernel });
+        checkForward(await out.read(), c, d, dtype, `${kernel} ${c.name} ${dtype}`);
+        for (const x of [out, t.q, t.k, t.v]) x.dispose();
+      }
+      for (const [n, c] of BACKWARD_CASES.entries()) {
+        const d = makeData(c, 130 + n, dtype);
+        const dOut = roundF16(randArray(d.q.length, 150 + n));
+        const t = upload(gpu, c, d, dtype);
+        const tdo = Tensor.from(gpu, dOut, [c.batch * c.seqQ, c.heads * c.headDim], dtype);
+        const g = await attentionBackward(t.q, t.k, t.v, tdo, { ...c, kernel });
+        const bd = backwardBounds(d, dOut, c);
+        for (const name of ["dq", "dk", "dv"] as const) {
+          assertWithin(
+            await g[name].read(),
+            bd.ref[name],
+            bd.eps,
+            bd[name],
+            `${kernel} ${c.name} ${dtype} ${name}`,
+          );
+          g[name].dispose();
+        }
+        for (const x of [t.q, t.k, t.v, tdo]) x.dispose();
+      }
+    }
+    // queries that see no key: zeros, never NaN
+    const c: AttentionOptions = {
+      batch: 2,
+      seqQ: 3,
+      seqKv: 5,
+      heads: 2,
+      kvHeads: 1,
+      headDim: 8,
+      kvLengths: [0, 5],
+      queryOffset: [0, 100],
+      window: 4,
+      kernel,
+    };
+    const d = makeData(c, 170, "f32");
+    const t = upload(gpu, c, d, "f32");
+    const out = await (await attention(t.q, t.k, t.v, c)).read();
+    assert.ok(out.every((x) => x === 0), `${kernel}: unseeing queries`);
+    const g = await attentionBackward(
+      t.q,
+      t.k,
+      t.v,
+      Tensor.from(gpu, randArray(d.q.length, 171), [6, 16], "f32"),
+      c,
+    );
+    for (const x of [g.dq, g.dk, g.dv]) {
+      assert.ok((await x.read()).every((v) => v === 0), `${kernel}: zero grads`);
+    }
+  }
+  await assert.rejects(
+    attention(
+      Tensor.zeros(gpu, [2, 8], "f32"),
+      Tensor.zeros(gpu, [2, 8], "f32"),
+      Tensor.zeros(gpu, [2, 8], "f32"),
+      {
+        batch: 1,
+        seqQ: 2,
+        seqKv: 2,
+        heads: 1,
+        kvHeads: 1,
+        headDim: 8,
+        kernel: "fast" as "row",
+      },
+    ),
+    /unknown kernel fast/,
+  );
+});
+
+Deno.test("both kernel designs work on row-chunked tensors", async () => {
+  // as in the chunked test above: batch rows of q straddle chunks and are gathered
+  const gpu = await testGpu({ maxBindingBytes: 320 });
+  const c: AttentionRefOptions = {
+    batch: 3,
+    seqQ: 7,
+    seqKv: 7,
+    heads: 2,
+    kvHeads: 1,
+    headDim: 8,
+    kvLengths: [7, 4, 6],
+    window: 5,
+  };
+  const d = makeData(c, 180, "f32");
+  const t = upload(gpu, c, d, "f32");
+  assert.ok(t.q.chunks.length > 1 && t.k.chunks.length > 1);
+  const dOut = randArray(d.q.length, 181);
+  const tdo = Tensor.from(gpu, dOut, [21, 16], "f32");
+  const bd = backwardBounds(d, dOut, c);
+  for (const kernel of ["tiled", "row"] as const) {
+    const out = await attention(t.q, t.k, t.v, { ...c, kernel });
+    checkForward(await out.read(), c, d, "f32", `${kernel} chunked forward`);
+    const g = await attentionBackward(t.q, t.k, t.v, tdo, { ...c, kernel });
+    for (const name of ["dq", "dk", "dv"] as const) {
+      assertWithin(await g[name].read(), bd.ref[name], bd.eps, bd[name], `${kernel} chunked ${name}`);
+    }
+  }
+  await gpu.destroy();
+});

@@ -117,14 +117,16 @@ Deno.test("matmul: every storage type combination of A, B and C (f32/f16)", asyn
   for (const ta of ["f32", "f16"] as const) {
     for (const tb of ["f32", "f16"] as const) {
       for (const tc of ["f32", "f16"] as const) {
-        for (const kernel of ["direct", "tiled", "skinny"] as const) {
-          // k = 68: vec4 reads of A and B (rows are multiples of 4); k = 67: scalar reads and a k tail
-          await runCase(gpu, { m: 37, k: 68, n: 29, ta, tb, tc, kernel, transB: true, bias: true });
-          await runCase(gpu, { m: 37, k: 67, n: 32, ta, tb, tc, kernel, accumulate: true });
-        }
+        // k = 68: vec4 reads of A and B (rows are multiples of 4); k = 67: scalar reads and a k tail
+        await runCase(gpu, { m: 37, k: 68, n: 29, ta, tb, tc, transB: true, bias: true });
+        await runCase(gpu, { m: 37, k: 67, n: 32, ta, tb, tc, accumulate: true });
+        await runCase(gpu, { m: 3, k: 67, n: 32, ta, tb, tc, transB: true });
       }
     }
   }
+  // the workgroup-memory kernel stages f16 operands as f32
+  await runCase(gpu, { m: 37, k: 67, n: 29, ta: "f16", tb: "f16", tc: "f16", kernel: "tiled", transA: true });
+  await runCase(gpu, { m: 37, k: 68, n: 29, ta: "f32", tb: "f16", tc: "f32", kernel: "tiled", transB: true });
 });
 
 Deno.test("matmul: batched products, 2-D operands broadcast over the batch", async () => {
@@ -150,7 +152,8 @@ Deno.test("matmul: shape errors name the op", async () => {
   await assert.rejects(() => matmul(a, a, { transB: true, accumulate: true }), /accumulate needs/);
   const bad = Tensor.zeros(gpu, [2, 2], "f32");
   await assert.rejects(() => matmul(a, a, { transB: true, out: bad }), /out has shape/);
-  await assert.rejects(() => matmul(a, a, { transB: true, out: a }), /share buffers/);
+  const sq = Tensor.zeros(gpu, [3, 3], "f32");
+  await assert.rejects(() => matmul(sq, sq, { out: sq }), /share buffers/);
 });
 
 /** Host references of linear / linearT through the matmul reference. */
@@ -245,9 +248,13 @@ Deno.test("linear / linearT / matmul with W chunked along dim 0 (tiny binding ca
       for (const wt of ["f32", "f16"] as const) {
         const w = stored(randArray(inDim * outDim, seed++), wt);
         const W = Tensor.from(gpu, w, layout === "out_in" ? [outDim, inDim] : [inDim, outDim], wt);
-        assert.ok(W.chunks.length >= 3, `W has ${W.chunks.length} chunks`);
+        assert.ok(W.chunks.length >= 2, `W has ${W.chunks.length} chunks`);
         for (const outDtype of ["f32", "f16"] as const) {
-          for (const kernel of ["auto", "tiled", "skinny", "naive"] as const) {
+          // every kernel for f32 weights; the default one (and skinny) for f16 weights
+          const kernels = wt === "f32" && outDtype === "f32"
+            ? ["auto", "tiled", "skinny", "naive"] as const
+            : ["auto", "skinny"] as const;
+          for (const kernel of kernels) {
             const x = randArray(rows * inDim, seed++), bias = randArray(outDim, seed++);
             const X = Tensor.from(gpu, x, [rows, inDim], "f32");
             assert.ok(X.chunks.length > 1);

@@ -176,3 +176,88 @@ Deno.test("norms reject mismatched shapes with a GpuError", async () => {
   await assert.rejects(() => rmsNormBackward(x, Tensor.zeros(gpu, [4], "f32"), w, EPS), GpuError);
   await assert.rejects(() => rmsNorm(x, Tensor.zeros(gpu, [4], "f32"), -1), GpuError);
 });
+
+/**
+ * Roundings of a row sum of n terms in each kernel design (`auto` picks one of them on this adapter):
+ * `workgroup` as in {@link sumDepth}; `thread` sums with 4 or 8 interleaved partial sums (≤ ⌈n/4⌉ terms
+ * each, plus ≤ 3 tail terms) combined in 3 levels.
+ */
+function kernelDepth(kernel: "workgroup" | "thread", n: number): number {
+  return kernel === "thread" ? Math.ceil(n / 4) + 6 : sumDepth(n);
+}
+
+Deno.test("both norm kernels (workgroup for GPUs, thread for CPU adapters) match the f64 reference", async () => {
+  const gpu = await testGpu();
+  for (const kernel of ["workgroup", "thread"] as const) {
+    for (const dtype of ["f32", "f16"] as const) {
+      for (const d of SIZES) {
+        const rows = d > 1000 ? 2 : 5;
+        const [tx, x] = upload(gpu, randArray(rows * d, 400 + d, 2), [rows, d], dtype);
+        const [tw, w] = upload(gpu, randArray(d, 500 + d, 1.5), [d], dtype);
+        const [tb, b] = upload(gpu, randArray(d, 600 + d, 0.5), [d], dtype);
+        const [tg, g] = upload(gpu, randArray(rows * d, 700 + d), [rows, d], dtype);
+        const st = rowStats(x, rows, d, EPS);
+        const k = kernelDepth(kernel, d);
+        const rtol = dtype === "f16" ? U16 : 0;
+        const label = `${kernel} ${dtype} d=${d}`;
+        // the bounds of the forward and backward tests above, with this kernel's summation depth
+        const ln = await layerNorm(tx, tw, tb, EPS, { kernel });
+        const lnTol = (k + 8) * U32 * (maxAbs(w) * (st.xhat + st.rstd * maxAbs(x)) + maxAbs(b));
+        assertClose(await ln.read(), layerNormRef(x, w, b, rows, d, EPS), lnTol, rtol, `LN ${label}`);
+        const rn = await rmsNorm(tx, tw, EPS, { kernel });
+        const rnRef = rmsNormRef(x, w, rows, d, EPS);
+        assertClose(await rn.read(), rnRef, (k + 8) * U32 * maxAbs(rnRef), rtol, `RMS ${label}`);
+        const G = maxAbs(g) * maxAbs(w);
+        const lnS = st.rstd * G * (2 + st.xhat ** 2) * (1 + st.rstd * maxAbs(x));
+        const dx = await layerNormBackward(tx, tw, tg, EPS, { kernel });
+        const lnB = layerNormBackwardRef(x, w, g, rows, d, EPS);
+        assertClose(await dx.read(), lnB, 2 * (k + 8) * U32 * lnS, 0, `LN bwd ${label}`);
+        const rmS = st.rinv * G + maxAbs(x) ** 2 * st.rinv ** 3 * G;
+        const dr = await rmsNormBackward(tx, tw, tg, EPS, { kernel });
+        const rmB = rmsNormBackwardRef(x, w, g, rows, d, EPS);
+        assertClose(await dr.read(), rmB, 3 * (k + 8) * U32 * rmS, 0, `RMS bwd ${label}`);
+        for (const t of [tx, tw, tb, tg, ln, rn, dx, dr]) t.dispose();
+      }
+    }
+  }
+  const x = Tensor.zeros(gpu, [2, 4], "f32"), w = Tensor.zeros(gpu, [4], "f32");
+  await assert.rejects(
+    () => layerNorm(x, w, null, EPS, { kernel: "fast" as "thread" }),
+    /unknown kernel fast/,
+  );
+});
+
+Deno.test("both norm kernels work on row-chunked activations", async () => {
+  const d = 65, rows = 13;
+  const gpu = await testGpu({ maxBindingBytes: 3 * d * 4 });
+  const x = randArray(rows * d, 31), w = randArray(d, 32), b = randArray(d, 33);
+  const dy = roundF16(randArray(rows * d, 34));
+  const tx = Tensor.from(gpu, x, [rows, d], "f32"), tw = Tensor.from(gpu, w, [d], "f32");
+  const tb = Tensor.from(gpu, b, [d], "f32"), tg = Tensor.from(gpu, dy, [rows, d], "f16");
+  assert.ok(tx.chunks.length === 5 && tg.chunks.length === 3);
+  for (const kernel of ["workgroup", "thread"] as const) {
+    // (k + 8)·u·S with k ≤ 23 (thread, d = 65) and S < 30 for these inputs (see the tests above)
+    const tol = 31 * U32 * 30;
+    const y = await layerNorm(tx, tw, tb, EPS, { outDtype: "f16", kernel });
+    assertClose(await y.read(), layerNormRef(x, w, b, rows, d, EPS), tol, U16, `${kernel} chunked LN`);
+    const yr = await rmsNorm(tx, tw, EPS, { kernel });
+    assertClose(await yr.read(), rmsNormRef(x, w, rows, d, EPS), tol, 0, `${kernel} chunked RMS`);
+    const dx = await layerNormBackward(tx, tw, tg, EPS, { kernel });
+    assertClose(
+      await dx.read(),
+      layerNormBackwardRef(x, w, dy, rows, d, EPS),
+      tol,
+      0,
+      `${kernel} chunked LN bwd`,
+    );
+    const dr = await rmsNormBackward(tx, tw, tg, EPS, { outDtype: "f16", kernel });
+    assertClose(
+      await dr.read(),
+      rmsNormBackwardRef(x, w, dy, rows, d, EPS),
+      tol,
+      U16,
+      `${kernel} chunked RMS bwd`,
+    );
+  }
+  await gpu.destroy();
+});

@@ -19,13 +19,13 @@
 import {
   asRecord,
   checkTemplate,
-  type EditRequest,
   type EvalRecord,
   intField,
   type JsonObject,
   objectField,
   optionalStringArray,
   type RecordContext,
+  type RecordRequest,
   stringArrayField,
   stringField,
 } from "./types.ts";
@@ -38,9 +38,9 @@ export function looksLikeCounterfactRome(first: Record<string, unknown>): boolea
 
 /**
  * Validates one ROME-style rewrite (`{prompt, subject, target_new: {str}, target_true: {str}}`) at `path`
- * and returns it as an {@link EditRequest}. Shared with the MQuAKE loader.
+ * and returns it as an {@link RecordRequest}. Shared with the MQuAKE loader.
  */
-export function parseRomeRewrite(ctx: RecordContext, rw: JsonObject, path: string): EditRequest {
+export function parseRomeRewrite(ctx: RecordContext, rw: JsonObject, path: string): RecordRequest {
   const prompt = checkTemplate(ctx, stringField(ctx, rw, "prompt", `${path}.prompt`), `${path}.prompt`);
   const subject = stringField(ctx, rw, "subject", `${path}.subject`);
   const targetNew = stringField(

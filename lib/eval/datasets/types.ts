@@ -27,7 +27,7 @@ export const DATASET_FORMATS: readonly DatasetFormat[] = [
  * (no leading space is added: the editor and the metrics join prompt and target with one space, as
  * EasyEdit and ROME do).
  */
-export interface EditRequest {
+export interface RecordRequest {
   /** Template with exactly one `{}`, e.g. `"The mother tongue of {} is"`. */
   prompt: string;
   /** The subject that fills `{}`, e.g. `"Danielle Darrieux"`. */
@@ -79,7 +79,7 @@ export interface MultiHop {
   /** Other names of `newAnswer`. */
   newAnswerAliases: string[];
   /** Every rewrite of the case, in file order (`request` of the record is `requests[0]`). */
-  requests: EditRequest[];
+  requests: RecordRequest[];
   /** The original fact chain, hop by hop (empty when the file has none). */
   singleHops: Hop[];
   /** The edited fact chain, hop by hop (empty when the file has none). */
@@ -93,7 +93,7 @@ export interface EvalRecord {
   /** The format the record was read from. */
   format: DatasetFormat;
   /** The edit to apply. */
-  request: EditRequest;
+  request: RecordRequest;
   /** Paraphrases of the request prompt, evaluated with `targetNew` (EasyEdit rephrase_acc, ROME PS/PM). */
   rephrasePrompts: string[];
   /** Unrelated prompts whose answers must not change (EasyEdit locality: pre vs post argmax agreement). */
