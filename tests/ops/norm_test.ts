@@ -15,11 +15,13 @@ const U32 = 2 ** -24; // unit roundoff of f32 (GPU math)
 const U16 = 2 ** -11; // unit roundoff of f16 (one rounding of an f16 output)
 
 /**
- * Roundings a workgroup row sum of n terms goes through: each of 256 threads adds ⌈n/256⌉ terms in
- * sequence, then 8 tree levels; the sum's error is ≤ this · u · Σ|terms|.
+ * Roundings a row sum of n terms goes through, for whichever kernel "auto" picks: the workgroup kernel
+ * (GPUs) has 256 threads add ⌈n/256⌉ terms each, then 8 tree levels; the thread-per-row kernel (CPU
+ * adapters) keeps 4 interleaved partial sums of ⌈n/4⌉ terms, then up to 6 more roundings combining them.
+ * The sum's error is ≤ this · u · Σ|terms|.
  */
 function sumDepth(n: number): number {
-  return Math.ceil(n / 256) + 8;
+  return Math.max(Math.ceil(n / 256) + 8, Math.ceil(n / 4) + 6);
 }
 
 const maxAbs = (a: ArrayLike<number>): number => {

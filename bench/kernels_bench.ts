@@ -1,0 +1,258 @@
+/**
+ * Kernel benchmarks: matmul 1024³ (direct, workgroup-memory tiled and naive kernels; f32, f16 and mixed
+ * f32·f16 storage) and gemv 4096×4096 (both weight layouts, f32 and f16 weights). Run
+ * `deno bench -A bench/kernels_bench.ts`; sizes via KEG_BENCH_MATMUL (n of n³) and KEG_BENCH_GEMV
+ * ("rows,cols").
+ *
+ * Before the `deno bench` rows, a table goes to stderr with each case's rate (GFLOP/s or GB/s of weight
+ * read, best of a few runs, each waiting for the GPU) and its max error against an f64 reference of the
+ * unrounded f32 data, so the precision cost of f16 storage shows beside its speed.
+ *
+ * Other kernel families plug in through the exported helpers: describe a {@link KernelCase}, then
+ * `rows.push(await measure(c))` for the table and `register(c)` for `deno bench`.
+ * @module
+ */
+import { type DType, Gpu, Tensor } from "../lib/gpu/mod.ts";
+import { gemv } from "../lib/ops/gemv.ts";
+import { matmul, type MatmulKernel } from "../lib/ops/matmul.ts";
+
+/** The device every case runs on. */
+export const gpu: Gpu = await Gpu.open({ quiet: true });
+
+const env = (k: string, dflt: string) => Deno.env.get(k) ?? dflt;
+const MM = Number(env("KEG_BENCH_MATMUL", "1024"));
+const [GV_ROWS, GV_COLS] = env("KEG_BENCH_GEMV", "4096,4096").split(",").map(Number);
+
+/** A prepared benchmark case: inputs live on the GPU; `run` records one call. */
+export interface Prepared {
+  /** Records the work once (the caller syncs). */
+  run(): Promise<unknown>;
+  /** Max |result − f64 reference| (may sample part of the result; see the case's note). */
+  maxError(): Promise<number>;
+  /** Frees the case's tensors. */
+  dispose(): void;
+}
+
+/** One benchmark case. */
+export interface KernelCase {
+  /** Kernel family and variant, e.g. `matmul direct`. */
+  kernel: string;
+  /** Problem size, e.g. `1024³`. */
+  size: string;
+  /** Storage types, e.g. `f32`, `f16`, `f32·f16`. */
+  dtype: string;
+  /** Work of one run: floating-point operations (GFLOP/s) or bytes moved (GB/s). */
+  work: { flops: number } | { bytes: number };
+  /** Builds the inputs (once). */
+  setup(): Promise<Prepared>;
+  /** deno bench group (cases of one group are compared with each other). */
+  group?: string;
+  /** This case is the group's baseline. */
+  baseline?: boolean;
+  /** deno bench iterations (default 10) and timed runs for the table (default 3). */
+  n?: number;
+  reps?: number;
+}
+
+/** One line of the table. */
+export interface Row {
+  kernel: string;
+  size: string;
+  dtype: string;
+  ms: number;
+  rate: string;
+  maxError: number;
+}
+
+const prepared = new Map<KernelCase, Promise<Prepared>>();
+
+function prepare(c: KernelCase): Promise<Prepared> {
+  let p = prepared.get(c);
+  if (!p) {
+    p = c.setup();
+    prepared.set(c, p);
+  }
+  return p;
+}
+
+/** Best wall time in ms of `reps` runs (after one warm-up run), each waiting for the GPU. */
+export async function bestMs(run: () => Promise<unknown>, reps: number): Promise<number> {
+  await run();
+  await gpu.sync();
+  let best = Infinity;
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await run();
+    await gpu.sync();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+/** Times a case and measures its error: one table row. */
+export async function measure(c: KernelCase): Promise<Row> {
+  const p = await prepare(c);
+  const ms = await bestMs(() => p.run(), c.reps ?? 3);
+  const rate = "flops" in c.work
+    ? `${(c.work.flops / ms / 1e6).toFixed(2)} GFLOP/s`
+    : `${(c.work.bytes / ms / 1e6).toFixed(2)} GB/s`;
+  return { kernel: c.kernel, size: c.size, dtype: c.dtype, ms, rate, maxError: await p.maxError() };
+}
+
+/** Prints rows as an aligned table (to stderr). */
+export function printTable(title: string, rows: Row[], notes: string[] = []): void {
+  const head = ["kernel", "size", "storage", "best ms", "rate", "max |err| vs f64"];
+  const body = rows.map((r) => [r.kernel, r.size, r.dtype, r.ms.toFixed(1), r.rate, r.maxError.toExponential(2)]);
+  const width = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(width[i])).join(" | ") + " |";
+  const out = [`\n${title} (${gpu.report.description})`, line(head), line(width.map((w) => "-".repeat(w)))];
+  out.push(...body.map(line), ...notes.map((n) => `  ${n}`), "");
+  console.error(out.join("\n"));
+}
+
+/** Registers a case with `deno bench` (timing dispatch + sync of one run). */
+export function register(c: KernelCase): void {
+  Deno.bench({
+    name: `${c.kernel} ${c.size} ${c.dtype}`,
+    group: c.group,
+    baseline: c.baseline,
+    n: c.n ?? 10,
+    warmup: 1,
+    async fn(b) {
+      const p = await prepare(c);
+      b.start();
+      await p.run();
+      await gpu.sync();
+      b.end();
+    },
+  });
+}
+
+/** Deterministic uniform values in [-1, 1) (mulberry32). */
+export function rand(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+// ---- matmul ------------------------------------------------------------------------------------------
+
+/** Rows of C compared against the f64 reference (a full 1024³ reference in TS takes too long). */
+const SAMPLE_ROWS = 16;
+
+/** C [n, n] = A [n, n] · B [n, n] with the given kernel and storage types. */
+export function matmulCase(n: number, kernel: MatmulKernel, ta: DType, tb: DType, tc: DType): KernelCase {
+  const dtype = ta === tb && tb === tc ? ta : `${ta}·${tb}→${tc}`;
+  return {
+    kernel: `matmul ${kernel}`,
+    size: `${n}³`,
+    dtype,
+    work: { flops: 2 * n * n * n },
+    group: `matmul ${n}³ ${dtype}`,
+    baseline: kernel === "naive",
+    n: kernel === "naive" ? 2 : 10,
+    reps: kernel === "naive" ? 1 : 3,
+    setup() {
+      const a = rand(n * n, 11), b = rand(n * n, 12);
+      const A = Tensor.from(gpu, a, [n, n], ta), B = Tensor.from(gpu, b, [n, n], tb);
+      const C = Tensor.empty(gpu, [n, n], tc);
+      return Promise.resolve({
+        run: () => matmul(A, B, { out: C, kernel }),
+        async maxError() {
+          await matmul(A, B, { out: C, kernel });
+          const got = await C.read();
+          let err = 0;
+          const step = Math.max(1, Math.floor(n / SAMPLE_ROWS));
+          const acc = new Float64Array(n);
+          for (let i = 0; i < n; i += step) {
+            acc.fill(0);
+            for (let l = 0; l < n; l++) {
+              const av = a[i * n + l];
+              for (let j = 0; j < n; j++) acc[j] += av * b[l * n + j];
+            }
+            for (let j = 0; j < n; j++) err = Math.max(err, Math.abs(got[i * n + j] - acc[j]));
+          }
+          return err;
+        },
+        dispose() {
+          for (const t of [A, B, C]) t.dispose();
+        },
+      });
+    },
+  };
+}
+
+// ---- gemv ---------------------------------------------------------------------------------------------
+
+/** y = W x for W stored [rows, cols] in `layout` (f32 x and y), GB/s of W read. */
+export function gemvCase(rows: number, cols: number, layout: "out_in" | "in_out", tw: DType): KernelCase {
+  const inDim = layout === "out_in" ? cols : rows;
+  return {
+    kernel: `gemv ${layout}`,
+    size: `${rows}×${cols}`,
+    dtype: tw === "f32" ? "f32" : "f16·f32",
+    work: { bytes: rows * cols * (tw === "f32" ? 4 : 2) },
+    group: `gemv ${rows}×${cols} ${layout}`,
+    baseline: tw === "f32",
+    n: 20,
+    reps: 5,
+    setup() {
+      const w = rand(rows * cols, 21), x = rand(inDim, 22);
+      const W = Tensor.from(gpu, w, [rows, cols], tw), X = Tensor.from(gpu, x, [inDim], "f32");
+      const Y = Tensor.empty(gpu, [layout === "out_in" ? rows : cols], "f32");
+      return Promise.resolve({
+        run: () => gemv(W, X, { layout, out: Y }),
+        async maxError() {
+          await gemv(W, X, { layout, out: Y });
+          const got = await Y.read();
+          const want = new Float64Array(got.length);
+          for (let r = 0; r < rows; r++) {
+            for (let c = 0; c < cols; c++) {
+              if (layout === "out_in") want[r] += w[r * cols + c] * x[c];
+              else want[c] += w[r * cols + c] * x[r];
+            }
+          }
+          let err = 0;
+          for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+          return err;
+        },
+        dispose() {
+          for (const t of [W, X, Y]) t.dispose();
+        },
+      });
+    },
+  };
+}
+
+// ---- the cases ----------------------------------------------------------------------------------------
+
+/** The matmul cases: each storage mix with the direct and tiled kernels, f32 also with the naive one. */
+export const matmulCases: KernelCase[] = [
+  matmulCase(MM, "naive", "f32", "f32", "f32"),
+  matmulCase(MM, "direct", "f32", "f32", "f32"),
+  matmulCase(MM, "tiled", "f32", "f32", "f32"),
+  matmulCase(MM, "direct", "f16", "f16", "f16"),
+  matmulCase(MM, "tiled", "f16", "f16", "f16"),
+  matmulCase(MM, "direct", "f32", "f16", "f32"),
+  matmulCase(MM, "tiled", "f32", "f16", "f32"),
+];
+
+/** The gemv cases: both layouts, f32 and f16 weights. */
+export const gemvCases: KernelCase[] = (["out_in", "in_out"] as const).flatMap((layout) =>
+  (["f32", "f16"] as const).map((tw) => gemvCase(GV_ROWS, GV_COLS, layout, tw))
+);
+
+const rows: Row[] = [];
+for (const c of [...matmulCases, ...gemvCases]) rows.push(await measure(c));
+printTable("keg kernels", rows, [
+  `matmul errors: max over ${SAMPLE_ROWS} sampled rows of C; inputs uniform in [-1, 1); f16 rows include`,
+  "the rounding of the inputs to f16 (the reference uses the unrounded f32 values).",
+  "gemv rate: bytes of W read per second.",
+]);
+for (const c of [...matmulCases, ...gemvCases]) register(c);
