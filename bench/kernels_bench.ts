@@ -102,7 +102,9 @@ export async function measure(c: KernelCase): Promise<Row> {
 /** Prints rows as an aligned table (to stderr). */
 export function printTable(title: string, rows: Row[], notes: string[] = []): void {
   const head = ["kernel", "size", "storage", "best ms", "rate", "max |err| vs f64"];
-  const body = rows.map((r) => [r.kernel, r.size, r.dtype, r.ms.toFixed(1), r.rate, r.maxError.toExponential(2)]);
+  const body = rows.map((
+    r,
+  ) => [r.kernel, r.size, r.dtype, r.ms.toFixed(1), r.rate, r.maxError.toExponential(2)]);
   const width = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(width[i])).join(" | ") + " |";
   const out = [`\n${title} (${gpu.report.description})`, line(head), line(width.map((w) => "-".repeat(w)))];

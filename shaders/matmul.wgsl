@@ -15,7 +15,7 @@
 //   mm_tiled   16×16 register blocks (4×4 matrices), workgroup 8×8 threads; each 128×16 (A) and 16×128 (B)
 //              K-tile is first staged in workgroup memory by the whole workgroup (the usual GPU design:
 //              every global element is read once per workgroup instead of once per thread).
-//   mm_skinny  for m ≤ 32: 4×16 blocks, workgroup 32×1 covering 4 rows × 512 columns of C.
+//   mm_skinny  for few rows (m ≤ 40 by default): 4×16 blocks, workgroup 32×1 covering 4 rows × 512 columns of C.
 //   mm_naive   one thread per output element (the baseline for the benchmark; also handy for debugging).
 // mm_direct and mm_tiled: one workgroup per 128×128 tile of C; dispatch
 // (ceil(n/128), ceil(m/128), batch). mm_naive: workgroup 16×16, dispatch (ceil(n/16), ceil(m/16), batch).
@@ -116,7 +116,7 @@ fn b_blk_masked(bbase: u32, k: u32, n: u32) -> mat4x4<f32> {
     select(z, b[0], k < p.k),
     select(z, b[1], k + 1u < p.k),
     select(z, b[2], k + 2u < p.k),
-    select(z, b[3], k + 3u < p.k),
+    select(z, b[3], k + 3u <= p.k),
   );
 }
 
@@ -282,7 +282,7 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   }
 }
 
-// ---- skinny kernel for few rows (m ≤ 32) --------------------------------------------------------------
+// ---- skinny kernel for few rows -----------------------------------------------------------------------
 
 // Each thread owns a 4×16 block of C; workgroup 32×1 threads covers 4 rows × 512 columns. With few rows
 // a 128-row tile would compute mostly discarded rows; here op(B) (usually a weight) is read once per 4

@@ -14,16 +14,8 @@ export function testGpu(opts: GpuOptions = {}): Promise<Gpu> {
 }
 
 /** A small deterministic PRNG (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from "../lib/util/random.ts";
+import { rng } from "../lib/util/random.ts";
 
 /** n uniform values in [-scale, scale). */
 export function randArray(n: number, seed: number, scale = 1): Float32Array {

@@ -5,6 +5,7 @@
  * @module
  */
 import { padBatch, type Transformer } from "../model/transformer.ts";
+import { sampleTopK } from "../model/generate.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { rng } from "../util/random.ts";
 import { cacheDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
@@ -21,18 +22,6 @@ export interface TemplateOptions {
   seed?: number;
   /** Model fingerprint for the cache key; no caching when absent. */
   fingerprint?: string;
-}
-
-function sampleTopK(row: Float32Array, k: number, r: () => number): number {
-  const ids = Array.from(row.keys()).sort((a, b) => row[b] - row[a]).slice(0, k);
-  const m = row[ids[0]];
-  const w = ids.map((i) => Math.exp(row[i] - m));
-  let u = r() * w.reduce((a, b) => a + b, 0);
-  for (let j = 0; j < ids.length; j++) {
-    u -= w[j];
-    if (u <= 0) return ids[j];
-  }
-  return ids[ids.length - 1];
 }
 
 /** Samples (or loads from cache) the context templates of a model. */

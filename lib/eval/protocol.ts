@@ -29,6 +29,7 @@ import { padBatch, type Transformer } from "../model/transformer.ts";
 import { scoreTargets, type TargetScore } from "../model/score.ts";
 import type { EditResult, EditTimings, RomeEditor } from "../edit/rome.ts";
 import type { EditRequest as EditorRequest } from "../edit/request.ts";
+import { sampleTopK } from "../model/generate.ts";
 import { applyRankOne, l2 } from "../edit/update.ts";
 import { rng } from "../util/random.ts";
 import { type DatasetFormat, type EvalRecord, fillTemplate, type RecordRequest } from "./datasets/mod.ts";
@@ -331,28 +332,6 @@ export async function evaluatePhase(
 
 // ---------------------------------------------------------------------------------------------------------
 // Sampled generation (fluency)
-
-function sampleTopK(row: Float32Array, k: number, r: () => number): number {
-  // the k largest logits (ties: the lower id first), then a softmax draw among them
-  const best: number[] = [];
-  for (let v = 0; v < row.length; v++) {
-    if (best.length < k) {
-      best.push(v);
-      best.sort((a, b) => row[b] - row[a] || a - b);
-    } else if (row[v] > row[best[k - 1]]) {
-      best[k - 1] = v;
-      best.sort((a, b) => row[b] - row[a] || a - b);
-    }
-  }
-  const m = row[best[0]];
-  const w = best.map((i) => Math.exp(row[i] - m));
-  let u = r() * w.reduce((a, b) => a + b, 0);
-  for (let j = 0; j < best.length; j++) {
-    u -= w[j];
-    if (u <= 0) return best[j];
-  }
-  return best[best.length - 1];
-}
 
 /**
  * Top-k sampled continuations of `prompts` (batched, one forward per token) to `maxLength` tokens in all,

@@ -109,16 +109,10 @@ export async function blockBackward(
   const shape = net.attentionShape(b);
   const { dq, dk, dv } = await attentionBackward(t.q, t.k, t.v, dA, shape);
   dA.dispose();
-  if (c.rotary) {
-    const ro = {
-      batch: b.batch,
-      seq: b.seq,
-      headDim: c.headDim,
-      rotaryDim: c.rotary.dim,
-      theta: c.rotary.theta,
-    };
-    await rotaryBackward(dq, { ...ro, heads: c.numHeads, interleaved: c.rotary.interleaved });
-    await rotaryBackward(dk, { ...ro, heads: c.numKvHeads, interleaved: c.rotary.interleaved });
+  const ro = net.rotaryShape(b);
+  if (ro) {
+    await rotaryBackward(dq, { ...ro, heads: c.numHeads });
+    await rotaryBackward(dk, { ...ro, heads: c.numKvHeads });
   }
   let dHAll: Tensor;
   if (dH) {

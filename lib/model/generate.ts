@@ -136,3 +136,26 @@ async function recompute(
     live.forEach((r, i) => take(r, next[i]));
   }
 }
+
+/** Draws a token from the `k` largest logits of a row (softmax over them; ties: lower id first). */
+export function sampleTopK(row: Float32Array, k: number, r: () => number): number {
+  // the k largest logits (ties: the lower id first), then a softmax draw among them
+  const best: number[] = [];
+  for (let v = 0; v < row.length; v++) {
+    if (best.length < k) {
+      best.push(v);
+      best.sort((a, b) => row[b] - row[a] || a - b);
+    } else if (row[v] > row[best[k - 1]]) {
+      best[k - 1] = v;
+      best.sort((a, b) => row[b] - row[a] || a - b);
+    }
+  }
+  const m = row[best[0]];
+  const w = best.map((i) => Math.exp(row[i] - m));
+  let u = r() * w.reduce((a, b) => a + b, 0);
+  for (let j = 0; j < best.length; j++) {
+    u -= w[j];
+    if (u <= 0) return best[j];
+  }
+  return best[best.length - 1];
+}

@@ -12,8 +12,8 @@ import { cast } from "../ops/elementwise.ts";
 import { layerNorm, rmsNorm } from "../ops/norm.ts";
 import { addInPlace, geluNew, siluMul } from "../ops/activation.ts";
 import { addToRows, embedding, gatherRows } from "../ops/embedding.ts";
-import { attention, KvCache } from "../ops/attention.ts";
-import { applyRotary } from "../ops/rotary.ts";
+import { attention, type AttentionOptions, KvCache } from "../ops/attention.ts";
+import { applyRotary, type RotaryOptions } from "../ops/rotary.ts";
 import type { ModelConfig } from "./config.ts";
 import type { Layout } from "./architecture.ts";
 import { activationDtype, type Precision } from "./precision.ts";
@@ -107,17 +107,8 @@ export function disposeTape(t: Partial<BlockTape>): void {
   for (const v of Object.values(t)) (v as Tensor | undefined)?.dispose();
 }
 
-/** Attention geometry (the options of lib/ops/attention without outDtype). */
-export interface AttentionShape {
-  batch: number;
-  seqQ: number;
-  seqKv: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  kvLengths: number[];
-  window: number | null;
-}
+/** Attention geometry of a batch: lib/ops/attention's options without the per-call ones. */
+export type AttentionShape = Omit<AttentionOptions, "outDtype" | "scale" | "queryOffset" | "kernel">;
 
 /** What {@link Transformer.forward} returns. */
 export interface ForwardResult {
@@ -337,16 +328,9 @@ export class Transformer {
     const h = await this.#norm(x, blk.ln1);
     const q = await this.#lin(h, blk.q), k = await this.#lin(h, blk.k), v = await this.#lin(h, blk.v);
     if (c.rotary) {
-      const ro = {
-        batch: b.batch,
-        seq: b.seq,
-        headDim: c.headDim,
-        rotaryDim: c.rotary.dim,
-        theta: c.rotary.theta,
-        positionOffset: cache ? [...cache.lengths] : undefined,
-      };
-      await applyRotary(q, { ...ro, heads: c.numHeads, interleaved: c.rotary.interleaved });
-      await applyRotary(k, { ...ro, heads: c.numKvHeads, interleaved: c.rotary.interleaved });
+      const ro = { ...this.rotaryShape(b)!, positionOffset: cache ? [...cache.lengths] : undefined };
+      await applyRotary(q, { ...ro, heads: c.numHeads });
+      await applyRotary(k, { ...ro, heads: c.numKvHeads });
     }
     let a: Tensor;
     if (cache) {
@@ -401,6 +385,20 @@ export class Transformer {
       attnOut.dispose();
     }
     return result;
+  }
+
+  /** Rotary geometry of a batch for this model (heads left to the caller), or null without rotary. */
+  rotaryShape(b: TokenBatch): Omit<RotaryOptions, "heads"> | null {
+    const r = this.config.rotary;
+    if (!r) return null;
+    return {
+      batch: b.batch,
+      seq: b.seq,
+      headDim: this.config.headDim,
+      rotaryDim: r.dim,
+      theta: r.theta,
+      interleaved: r.interleaved,
+    };
   }
 
   /** Attention geometry of a batch for this model. */
