@@ -116,7 +116,7 @@ fn b_blk_masked(bbase: u32, k: u32, n: u32) -> mat4x4<f32> {
     select(z, b[0], k < p.k),
     select(z, b[1], k + 1u < p.k),
     select(z, b[2], k + 2u < p.k),
-    select(z, b[3], k + 3u <= p.k),
+    select(z, b[3], k + 3u < p.k),
   );
 }
 

@@ -95,7 +95,12 @@ const TRANS = [[false, false], [true, false], [false, true], [true, true]] as co
 
 Deno.test("matmul: every kernel and transpose combination on odd shapes and size-1 edges (f32)", async () => {
   const gpu = await testGpu();
-  const shapes = [[1, 1, 1], [1, 9, 1], [33, 65, 17], [127, 1, 129], [130, 37, 131], [5, 70, 600]];
+  // k % 4 = 1, 2, 3 and 0 (the masked k tail), m and n around the tile sizes
+  const shapes = [[1, 1, 1], [1, 9, 1], [33, 65, 17], [127, 1, 129], [130, 37, 131], [5, 70, 600], [
+    41,
+    39,
+    47,
+  ], [6, 12, 5]];
   for (const kernel of ["direct", "tiled", "skinny", "naive"] as const) {
     for (const [m, k, n] of shapes) {
       for (const [transA, transB] of TRANS) await runCase(gpu, { m, k, n, transA, transB, kernel });
