@@ -44,7 +44,7 @@ export interface DecodeOptions {
 /** Text ↔ token ids for one model. */
 export interface Tokenizer {
   /** Which files it was built from. */
-  readonly source: "tokenizer.json" | "vocab.json+merges.txt";
+  readonly source: "tokenizer.json" | "vocab.json+merges.txt" | "synthetic";
   /** The BOS token id, or null. */
   readonly bosId: number | null;
   /** The EOS token id, or null. */
