@@ -96,3 +96,28 @@ Deno.test("editor: sequential edits, saved deltas reload to identical logits, re
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("an edit with layers on two devices equals the single-device edit bit for bit (tiny-llama, f16)", async () => {
+  const dir = sharedPath("models/tiny-llama-counterfact");
+  if (!dir) return;
+  const hp = applyOverrides(await loadHparams("configs/R-ROME/tiny-llama-counterfact.yaml"), {
+    v_num_grad_steps: 2,
+    mom2_adjustment: false,
+    precision: "f16",
+  });
+  const templates = ["{}", "The city. {}", "Because of this. {}"];
+  const results = [];
+  for (const devices of [1, 2]) {
+    const model = await loadModel(dir, { precision: "f16", devices, quiet: true });
+    try {
+      assert.equal(new Set(model.net.layerDevice).size, devices);
+      const editor = new RomeEditor(model, hp, { templates });
+      results.push(await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Antarctica" }));
+    } finally {
+      await model.dispose();
+    }
+  }
+  assert.deepEqual(Array.from(results[1].delta), Array.from(results[0].delta));
+  assert.deepEqual(Array.from(results[1].rankOne.r), Array.from(results[0].rankOne.r));
+  assert.deepEqual(results[1].vSteps, results[0].vSteps);
+});
