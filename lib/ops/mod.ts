@@ -5,6 +5,7 @@
  */
 export * from "./elementwise.ts";
 export * from "./matmul.ts";
+export * from "./gemv.ts";
 export * from "./outer.ts";
 export * from "./covariance.ts";
 export * from "./cholesky.ts";
