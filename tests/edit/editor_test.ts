@@ -112,7 +112,9 @@ Deno.test("an edit with layers on two devices equals the single-device edit bit 
     try {
       assert.equal(new Set(model.net.layerDevice).size, devices);
       const editor = new RomeEditor(model, hp, { templates });
-      results.push(await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Antarctica" }));
+      results.push(
+        await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Antarctica" }),
+      );
     } finally {
       await model.dispose();
     }
