@@ -441,40 +441,7 @@ export async function attentionBackward(
         params(g, b0, { o: bo.offset, dO: bd.offset }, n),
       );
     });
-    const qOps = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
-      t: dOut,
-      seq: g.seqQ,
-    }];
-    forRuns(op, [...qOps, { t: dq, seq: g.seqQ, write: true }], g.batch, (b0, nb, [bq, bk, bv, bd, bg]) => {
-      gpu.dispatch(
-        op,
-        pdq,
-        [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bg.buffer],
-        [Math.ceil(g.seqQ / 8), g.heads, nb],
-        params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, dO: bd.offset, o: bg.offset }, 0),
-      );
-    });
-    forRuns(
-      op,
-      [...qOps, { t: dk, seq: g.seqKv, write: true }, { t: dv, seq: g.seqKv, write: true }],
-      g.batch,
-      (b0, nb, [bq, bk, bv, bd, bgk, bgv]) => {
-        gpu.dispatch(
-          op,
-          pdkdv,
-          [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bgk.buffer, bgv.buffer],
-          [Math.ceil(g.seqKv / 8), g.kvHeads, nb],
-          params(g, b0, {
-            q: bq.offset,
-            k: bk.offset,
-            v: bv.offset,
-            dO: bd.offset,
-            dk: bgk.offset,
-            dv: bgv.offset,
-          }, 0),
-        );
-      },
-    );
+    dispatchGradients(op, g, pdq, pdkdv, 8, { q, k, v, dOut, dq, dk, dv }, meta, stats);
   } catch (e) {
     dq.dispose();
     dk.dispose();
@@ -486,6 +453,58 @@ export async function attentionBackward(
     gpu.release(meta);
   }
   return { dq, dk, dv };
+}
+
+/**
+ * Records the two gradient passes shared by both backward designs: dq from the q rows (with the stats),
+ * then dk/dv from the k/v rows. `rowsPerGroup` is the rows each workgroup of the chosen kernels covers.
+ */
+function dispatchGradients(
+  op: string,
+  g: Geometry,
+  pdq: GPUComputePipeline,
+  pdkdv: GPUComputePipeline,
+  rowsPerGroup: number,
+  t: { q: Tensor; k: Tensor; v: Tensor; dOut: Tensor; dq: Tensor; dk: Tensor; dv: Tensor },
+  meta: GPUBuffer,
+  stats: GPUBuffer,
+): void {
+  const { q, k, v, dOut, dq, dk, dv } = t;
+  const gpu = q.gpu;
+  const qOps = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
+    t: dOut,
+    seq: g.seqQ,
+  }];
+  forRuns(op, [...qOps, { t: dq, seq: g.seqQ, write: true }], g.batch, (b0, nb, [bq, bk, bv, bd, bg]) => {
+    gpu.dispatch(
+      op,
+      pdq,
+      [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bg.buffer],
+      [Math.ceil(g.seqQ / rowsPerGroup), g.heads, nb],
+      params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, dO: bd.offset, o: bg.offset }, 0),
+    );
+  });
+  forRuns(
+    op,
+    [...qOps, { t: dk, seq: g.seqKv, write: true }, { t: dv, seq: g.seqKv, write: true }],
+    g.batch,
+    (b0, nb, [bq, bk, bv, bd, bgk, bgv]) => {
+      gpu.dispatch(
+        op,
+        pdkdv,
+        [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bgk.buffer, bgv.buffer],
+        [Math.ceil(g.seqKv / rowsPerGroup), g.kvHeads, nb],
+        params(g, b0, {
+          q: bq.offset,
+          k: bk.offset,
+          v: bv.offset,
+          dO: bd.offset,
+          dk: bgk.offset,
+          dv: bgv.offset,
+        }, 0),
+      );
+    },
+  );
 }
 
 /** The backward with the one-invocation-per-row kernels: q rows (stats and dq), then k/v rows (dk, dv). */
@@ -510,45 +529,7 @@ async function backwardRows(
   const dk = Tensor.empty(gpu, kvShape, "f32", { name: "attention.dk" });
   const dv = Tensor.empty(gpu, kvShape, "f32", { name: "attention.dv" });
   try {
-    const qOps = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
-      t: dOut,
-      seq: g.seqQ,
-    }];
-    forRuns(op, [...qOps, { t: dq, seq: g.seqQ, write: true }], g.batch, (b0, nb, [bq, bk, bv, bd, bg]) => {
-      gpu.dispatch(
-        op,
-        pq,
-        [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bg.buffer],
-        [Math.ceil(g.seqQ / ROW_WG), g.heads, nb],
-        params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, dO: bd.offset, o: bg.offset }, 0),
-      );
-    });
-    forRuns(
-      op,
-      [...qOps, { t: dk, seq: g.seqKv, write: true }, { t: dv, seq: g.seqKv, write: true }],
-      g.batch,
-      (b0, nb, [bq, bk, bv, bd, bgk, bgv]) => {
-        gpu.dispatch(
-          op,
-          pkv,
-          [meta, bq.buffer, bk.buffer, bv.buffer, null, stats, bd.buffer, null, bgk.buffer, bgv.buffer],
-          [Math.ceil(g.seqKv / ROW_WG), g.kvHeads, nb],
-          params(
-            g,
-            b0,
-            {
-              q: bq.offset,
-              k: bk.offset,
-              v: bv.offset,
-              dO: bd.offset,
-              dk: bgk.offset,
-              dv: bgv.offset,
-            },
-            0,
-          ),
-        );
-      },
-    );
+    dispatchGradients(op, g, pq, pkv, ROW_WG, { q, k, v, dOut, dq, dk, dv }, meta, stats);
   } catch (e) {
     dq.dispose();
     dk.dispose();
