@@ -10,8 +10,8 @@ import { Tensor } from "../gpu/tensor.ts";
 import { cast, countNonFinite } from "../ops/elementwise.ts";
 import { addToRows, sumRows } from "../ops/embedding.ts";
 import { klDivergence, logSoftmax, tokenNll } from "../ops/loss.ts";
-import { backwardFromLogits, forwardWithTape, type TapedForward } from "../model/backward.ts";
-import { disposeTape, moveTo, padBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
+import { backwardFromLogits, disposeTaped, forwardWithTape } from "../model/backward.ts";
+import { moveTo, padBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { locate, type LookupToken } from "./lookup.ts";
 
@@ -160,7 +160,7 @@ export async function computeVStar(
       if (!Number.isFinite(loss)) nonFinite++;
       if (loss < lossBreak || it === s.steps - 1 || nonFinite) {
         nllRes.dLogits.dispose();
-        discardTape(taped);
+        disposeTaped(taped);
         break;
       }
       const dxTop = await backwardFromLogits(net, taped, nllRes.dLogits, batch);
@@ -196,10 +196,4 @@ export async function computeVStar(
   }
   const d32 = Float32Array.from(delta);
   return { targetInit, delta: d32, vStar: targetInit.map((x, j) => x + d32[j]), steps, rows, nonFinite };
-}
-
-function discardTape(taped: TapedForward): void {
-  taped.tapes.forEach(disposeTape);
-  taped.xFinal.dispose();
-  taped.logits.dispose();
 }

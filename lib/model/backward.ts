@@ -59,6 +59,13 @@ export async function forwardWithTape(
   return { logits, rows, tapes, xFinal, from };
 }
 
+/** Releases everything a taped forward holds (its tapes, the final residual and the logits). */
+export function disposeTaped(taped: TapedForward): void {
+  taped.tapes.forEach(disposeTape);
+  taped.xFinal.dispose();
+  taped.logits.dispose();
+}
+
 async function normBackward(net: Transformer, x: Tensor, n: Norm, dy: Tensor): Promise<Tensor> {
   const c = net.config;
   return c.normType === "rmsnorm"

@@ -262,22 +262,14 @@ export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Pro
       if (blk > 0 && blk % CHECK_EVERY === 0) await failed();
       const k = blk * NB, m = Math.min(NB, d - k);
       const runs = rowRuns(l, k, d, MAX_GRID * 4);
-      for (const s of runs) {
-        gpu.dispatch(
-          op,
-          gather,
-          [l.chunks[s.chunk], panel],
-          [1, Math.ceil(s.rows / 4)],
-          params({
-            d,
-            k,
-            m,
-            r0: s.row,
-            rows: s.rows,
-            off: s.offset,
-          }),
-        );
-      }
+      // rows k… of L ↔ the panel buffer (gather before the panel work, scatter after)
+      const copyPanel = (pipe: GPUComputePipeline) => {
+        for (const s of runs) {
+          const p = params({ d, k, m, r0: s.row, rows: s.rows, off: s.offset });
+          gpu.dispatch(op, pipe, [l.chunks[s.chunk], panel], [1, Math.ceil(s.rows / 4)], p);
+        }
+      };
+      copyPanel(gather);
       gpu.dispatch(op, diagP, [null, panel, diag, status], [1], params({ d, k, m, blk }));
       if (d - k > m) {
         gpu.dispatch(
@@ -288,22 +280,7 @@ export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Pro
           params({ d, k, m, rows: d - k }),
         );
       }
-      for (const s of runs) {
-        gpu.dispatch(
-          op,
-          scatter,
-          [l.chunks[s.chunk], panel],
-          [1, Math.ceil(s.rows / 4)],
-          params({
-            d,
-            k,
-            m,
-            r0: s.row,
-            rows: s.rows,
-            off: s.offset,
-          }),
-        );
-      }
+      copyPanel(scatter);
       if (d - k > m) {
         // trailing update A[i, j] -= Σ_p PT[p, i − k]·PT[p, j − k], k + m ≤ j ≤ i: a Gram update of PT
         for (const s of rowRuns(l, k + m, d, MAX_GRID * gram.tile)) {

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { loadModel } from "../../lib/model/load.ts";
 import { padBatch } from "../../lib/model/transformer.ts";
-import { backwardFromLogits, forwardWithTape } from "../../lib/model/backward.ts";
-import { disposeTape } from "../../lib/model/transformer.ts";
+import { backwardFromLogits, disposeTaped, forwardWithTape } from "../../lib/model/backward.ts";
 import { Tensor } from "../../lib/gpu/mod.ts";
-import { cast } from "../../lib/ops/elementwise.ts";
+import { axpy, cast } from "../../lib/ops/elementwise.ts";
 import { randArray, sharedPath } from "../_util.ts";
 
 // The whole-model backward (blocks above the edit layer, final norm, LM head) against central finite
@@ -29,13 +28,12 @@ for (const fixture of ["gpt2-tiny", "gptj-tiny", "llama-tiny-gqa", "mistral-tiny
         const xs = await cast(x, "f32");
         if (shift) {
           const ut = Tensor.from(xs.gpu, u.map((v) => v * shift), [T, d], "f32");
-          const { axpy } = await import("../../lib/ops/elementwise.ts");
           await axpy(xs, 1, ut);
           ut.dispose();
         }
         const t = await forwardWithTape(net, xs, 1, b, rows);
         const logits = await t.logits.read();
-        t.tapes.forEach(disposeTape), t.xFinal.dispose(), t.logits.dispose();
+        disposeTaped(t);
         let s = 0;
         for (let i = 0; i < logits.length; i++) s += w[i] * logits[i];
         return s;
