@@ -21,7 +21,6 @@
  * @module
  */
 import { Gpu } from "../lib/gpu/device.ts";
-import { isCpuAdapter } from "../lib/ops/matmul.ts";
 import { choleskyFactor } from "../lib/ops/cholesky.ts";
 import type { LoadedModel } from "../lib/model/load.ts";
 import { randomCovariance, randomModel } from "../lib/model/random.ts";
@@ -83,7 +82,7 @@ let gpu: Gpu | null = null;
 let skip = "";
 try {
   gpu = await Gpu.open({ quiet: true });
-  if (isCpuAdapter(gpu) && env("KEG_BENCH_7B") !== "1") {
+  if (gpu.isCpuAdapter && env("KEG_BENCH_7B") !== "1") {
     skip = `adapter "${gpu.report.description}" is a CPU implementation (set KEG_BENCH_7B=1 to run anyway)`;
   } else if (!gpu.f16) {
     skip = `adapter "${gpu.report.description}" lacks shader-f16 (the bench measures f16 storage)`;

@@ -35,6 +35,8 @@ export interface GpuReport {
   maxComputeInvocationsPerWorkgroup: number;
   /** The binding cap keg uses (≤ maxStorageBufferBindingSize). */
   maxBindingBytes: number;
+  /** The native API Deno chose: `DENO_WEBGPU_BACKEND` when set, else inferred (`gl` has no f16 here). */
+  backend: string;
 }
 
 /** A pipeline request: shader family, entry point, type aliases and override constants. */
@@ -43,6 +45,36 @@ export interface PipelineSpec {
   entry: string;
   types?: Record<string, DType>;
   constants?: Record<string, number>;
+}
+
+/**
+ * The backend of an adapter. Deno's WebGPU does not expose it; `DENO_WEBGPU_BACKEND` (a comma list)
+ * decides when set, and otherwise a GL adapter is recognised by what Deno's GL backend lacks here
+ * (`shader-f16` on a software adapter whose subgroups span 4…128 lanes).
+ */
+export function adapterBackend(adapter: GPUAdapter): string {
+  const env = Deno.env.get("DENO_WEBGPU_BACKEND")?.trim().toLowerCase();
+  if (env && !env.includes(",")) return env === "gles" || env === "opengl" ? "gl" : env;
+  const info = adapter.info as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const software = info.isFallbackAdapter || /llvmpipe|swiftshader/i.test(info.description ?? "");
+  if (software && !adapter.features.has("shader-f16") && info.subgroupMaxSize !== info.subgroupMinSize) {
+    return "gl";
+  }
+  return Deno.build.os === "darwin" ? "metal" : Deno.build.os === "windows" ? "dx12" : "vulkan";
+}
+
+/** The one-time warning for a GL / fallback adapter without f16, naming the fix. */
+export const GL_ADAPTER_HELP: string = [
+  "running on a GL adapter (no shader-f16; about 10x slower than Vulkan on this machine).",
+  "Fix: run `./keg setup` (installs lavapipe, Vulkan on the CPU: apt-get install -y mesa-vulkan-drivers",
+  "libvulkan1) or, where a Vulkan driver exists, set DENO_WEBGPU_BACKEND=vulkan.",
+].join(" ");
+
+let glWarned = false;
+function slowAdapterWarning(gpu: Gpu, opts: GpuOptions): void {
+  if (glWarned || opts.quiet) return;
+  glWarned = true;
+  console.error(`keg warning (${gpu.label}): ${GL_ADAPTER_HELP}`);
 }
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
@@ -95,6 +127,7 @@ export class Gpu {
       maxComputeWorkgroupStorageSize: lim.maxComputeWorkgroupStorageSize,
       maxComputeInvocationsPerWorkgroup: lim.maxComputeInvocationsPerWorkgroup,
       maxBindingBytes: this.maxBindingBytes,
+      backend: adapterBackend(adapter),
     };
     device.lost.then((info) => {
       if (info.reason !== "destroyed") console.error(`keg: ${this.label} lost: ${info.message}`);
@@ -125,7 +158,11 @@ export class Gpu {
       requiredLimits,
     });
     const gpu = new Gpu(device, adapter, f16, opts);
-    if (!f16) gpu.warnOnce("f16", "adapter lacks shader-f16: f16 tensors are stored and computed as f32");
+    if (gpu.report.backend === "gl") {
+      slowAdapterWarning(gpu, opts);
+    } else if (!f16) {
+      gpu.warnOnce("f16", "adapter lacks shader-f16: f16 tensors are stored and computed as f32");
+    }
     return gpu;
   }
 
@@ -134,6 +171,12 @@ export class Gpu {
     const out: Gpu[] = [];
     for (let i = 0; i < n; i++) out.push(await Gpu.open({ ...opts, label: `gpu${i}` }));
     return out;
+  }
+
+  /** Whether the adapter runs shaders on the CPU (lavapipe/llvmpipe, SwiftShader, WARP, a fallback adapter). */
+  get isCpuAdapter(): boolean {
+    const r = this.report;
+    return r.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|warp|\bcpu\b/i.test(r.description);
   }
 
   /** Prints a warning once per key (stderr), unless quiet. */

@@ -27,7 +27,6 @@ import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { grid1d, words } from "./_chunks.ts";
-import { isCpuAdapter } from "./matmul.ts";
 
 /** Largest head_dim the kernels support. */
 export const ATTENTION_MAX_HEAD_DIM = 128;
@@ -150,7 +149,7 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
     scale,
     kvLengths,
     queryOffset,
-    row: kernel === "row" || (kernel === "auto" && isCpuAdapter(q.gpu)),
+    row: kernel === "row" || (kernel === "auto" && q.gpu.isCpuAdapter),
   };
 }
 

@@ -21,11 +21,6 @@ export const COVARIANCE_ROWS_PER_DISPATCH = 2048;
  */
 export type GramKernel = "auto" | "tiled" | "direct";
 
-/** Whether a device is a CPU implementation (lavapipe/llvmpipe, SwiftShader, a fallback adapter). */
-function isCpuAdapter(gpu: Gpu): boolean {
-  return gpu.report.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|cpu/i.test(gpu.report.description);
-}
-
 /**
  * @internal One block of a Gram update (shaders/covariance.wgsl `Gram`):
  * C[g, gc] += sign · Σ_{k<n} X[k, g − xshift] · X[k, gc − xshift] for g in [grow0, grow0 + rows),
@@ -60,7 +55,7 @@ export async function gramPipeline(
   xdtype: DType,
   kernel: GramKernel = "auto",
 ): Promise<GramPipeline> {
-  const direct = kernel === "direct" || (kernel === "auto" && isCpuAdapter(gpu));
+  const direct = kernel === "direct" || (kernel === "auto" && gpu.isCpuAdapter);
   const pipeline = await gpu.pipeline({
     family: "covariance",
     entry: direct ? "gram_direct" : "gram_tiled",

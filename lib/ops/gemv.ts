@@ -22,7 +22,7 @@ import type { DType } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { words } from "./_chunks.ts";
-import { convertInto, defaultOutDtype, isCpuAdapter, vec4Binding, type WeightLayout } from "./matmul.ts";
+import { convertInto, defaultOutDtype, vec4Binding, type WeightLayout } from "./matmul.ts";
 
 /** Options for {@link gemv} and {@link gemvT}. */
 export interface GemvOptions {
@@ -126,7 +126,7 @@ async function gemvInto(
   const xbuf = x.buffer, ybuf = target.buffer;
   const entry = rowSum ? "gemv_rows" : "gemv_cols";
   const vecW = cols % 4 === 0;
-  const contig = access === "auto" ? isCpuAdapter(gpu) : access === "contiguous";
+  const contig = access === "auto" ? gpu.isCpuAdapter : access === "contiguous";
   for (let i = 0; i < chunks; i++) {
     const r0 = i * w.rowsPerChunk, n = w.chunkRows(i);
     if (n <= 0) continue;

@@ -88,14 +88,9 @@ const TILES: Record<string, [number, number]> = {
 const SKINNY_MAX_M = 40; // measured on lavapipe: skinny wins below ~48 rows, direct above
 const MAX_GROUPS = 65535;
 
-/** Whether an adapter runs shaders on the CPU (lavapipe, SwiftShader, WARP…). */
-export function isCpuAdapter(gpu: Gpu): boolean {
-  return gpu.report.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|warp/i.test(gpu.report.description);
-}
-
 /** The kernel `auto` picks on a device. */
 export function autoKernel(gpu: Gpu): "direct" | "tiled" {
-  return isCpuAdapter(gpu) ? "direct" : "tiled";
+  return gpu.isCpuAdapter ? "direct" : "tiled";
 }
 
 const dummies = new WeakMap<Gpu, GPUBuffer>();

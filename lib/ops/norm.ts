@@ -10,7 +10,6 @@ import type { DType } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { grid1d, rowSegments, words } from "./_chunks.ts";
-import { isCpuAdapter } from "./matmul.ts";
 
 /**
  * Which kernel runs a norm: `workgroup`: one 256-thread workgroup per row with shared-memory tree
@@ -73,7 +72,7 @@ async function run(
   if (!(eps >= 0)) throw new GpuError(op, `eps must be ≥ 0, got ${eps}`);
   if (!["auto", "workgroup", "thread"].includes(kernel)) throw new GpuError(op, `unknown kernel ${kernel}`);
   const gpu = x.gpu;
-  const perThread = kernel === "thread" || (kernel === "auto" && isCpuAdapter(gpu));
+  const perThread = kernel === "thread" || (kernel === "auto" && gpu.isCpuAdapter);
   const d = x.shape[1];
   const fwd = dy === null;
   const types: Record<string, DType> = {
