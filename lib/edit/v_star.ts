@@ -6,10 +6,12 @@
  * run once.
  * @module
  */
+import type { Capture } from "../gpu/capture.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { cast, countNonFinite } from "../ops/elementwise.ts";
+import { cast, countNonFiniteInto } from "../ops/elementwise.ts";
 import { addToRows, sumRows } from "../ops/embedding.ts";
-import { klDivergence, logSoftmax, tokenNll } from "../ops/loss.ts";
+import { klDivergenceOnGpu, logSoftmax, tokenNllOnGpu } from "../ops/loss.ts";
+import { ADAM_STATS, adamDelta, type AdamDeltaSettings, adamDeltaState } from "../ops/optim.ts";
 import { backwardFromLogits, disposeTaped, forwardWithTape } from "../model/backward.ts";
 import { moveTo, padBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
@@ -123,77 +125,91 @@ export async function computeVStar(
   const dModel = net.config.hiddenSize;
   const wdScale = s.weightDecay / (norm(targetInit) ** 2);
   const maxNorm = s.clampNormFactor * norm(targetInit);
-
-  const delta = new Float64Array(dModel);
-  const m = new Float64Array(dModel), v = new Float64Array(dModel);
-  const b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  const adam: AdamDeltaSettings = { lr: s.lr, wdScale, maxNorm, klFactor: s.klFactor };
+  const st = adamDeltaState(gpu, dModel, adam, s.steps);
+  const weightsT = Tensor.from(gpu, weights, [T], "f32", { name: "v*.weights" });
   const steps: VStep[] = [];
-  let initLogProbs: Tensor | null = null;
+  let initLogProbs = null as Tensor | null;
   let nonFinite = 0;
+  let undo = false;
   const lossBreak = s.lossBreak ?? 5e-2;
+  // Every step records the same dispatches on the same shapes: step 0 runs as recorded (it also forms
+  // the initial log-probs of the KL row), step 1 is captured while it runs, later steps replay it. Work
+  // that crosses devices reads back, so a split model runs every step as recorded.
+  const capturable = net.blocks.every((_, i) => i <= L || net.deviceOf(i) === gpu);
+  let capture: Capture | null = null;
+
+  /** One forward + backward + Adam step, all on the GPU: no readback. */
+  const step = async (): Promise<void> => {
+    const x = await cast(x0, x0.dtype);
+    await addToRows(x, st.delta, lookupRows);
+    const taped = await forwardWithTape(net, x, L + 1, batch, logitRows);
+    const nllRes = await tokenNllOnGpu(taped.logits, targets, { weights });
+    initLogProbs ??= await logSoftmax(taped.logits, Uint32Array.of(klLogitRow));
+    const klRes = await klDivergenceOnGpu(
+      taped.logits,
+      klLogitRow,
+      initLogProbs.reshape([net.config.vocabSize]),
+      { weight: s.klFactor, into: nllRes.dLogits },
+    );
+    const dxTop = await backwardFromLogits(net, taped, nllRes.dLogits, batch);
+    const bad = Tensor.zeros(dxTop.gpu, [1], "f32", { name: "v*.nonfinite" });
+    await countNonFiniteInto(dxTop, bad);
+    const dx = await moveTo(dxTop, gpu);
+    const gT = await sumRows(dx, lookupRows);
+    dx.dispose();
+    const nllT = await moveTo(nllRes.nll, gpu), klT = await moveTo(klRes.kl, gpu);
+    const badT = await moveTo(bad, gpu);
+    await adamDelta(adam, st, gT, { nll: nllT, weights: weightsT, kl: klT, bad: badT });
+    for (const t of [gT, nllT, klT, badT]) t.dispose();
+  };
 
   try {
     for (let it = 0; it < s.steps; it++) {
-      const x = await cast(x0, x0.dtype);
-      const dT = Tensor.from(gpu, Float32Array.from(delta), [dModel], "f32", { name: "delta" });
-      await addToRows(x, dT, lookupRows);
-      dT.dispose();
-      const taped = await forwardWithTape(net, x, L + 1, batch, logitRows);
-      const nllRes = await tokenNll(taped.logits, targets, { weights });
-      let nll = 0;
-      for (let r = 0; r < T; r++) nll += weights[r] * nllRes.nll[r];
-      if (!initLogProbs) initLogProbs = await logSoftmax(taped.logits, Uint32Array.of(klLogitRow));
-      const klRes = await klDivergence(
-        taped.logits,
-        klLogitRow,
-        initLogProbs.reshape([net.config.vocabSize]),
-        {
-          weight: s.klFactor,
-          into: nllRes.dLogits,
-        },
-      );
-      const kl = s.klFactor * klRes.kl;
-      const dn = norm(delta);
+      if (it === 0 || !capturable) {
+        await step();
+      } else if (!capture) {
+        gpu.beginCapture();
+        try {
+          await step();
+        } finally {
+          capture = gpu.endCapture();
+        }
+      } else {
+        capture.replay();
+      }
+      // the one readback of a step: its loss parts, ‖δ‖ and the backward's non-finite count
+      const stats = await st.stats.read();
+      const nll = stats[ADAM_STATS.nll], kl = stats[ADAM_STATS.kl], dn = stats[ADAM_STATS.normBefore];
       const wd = wdScale * dn;
       const loss = nll + kl + wd;
       steps.push({ nll, kl, wd, loss, deltaNorm: dn });
       if (!Number.isFinite(loss)) nonFinite++;
+      // stopping here keeps the δ this step's forward used (the update it also made is undone)
       if (loss < lossBreak || it === s.steps - 1 || nonFinite) {
-        nllRes.dLogits.dispose();
-        disposeTaped(taped);
+        undo = true;
         break;
       }
-      const dxTop = await backwardFromLogits(net, taped, nllRes.dLogits, batch);
-      const bad = await countNonFinite(dxTop);
-      const dx = await moveTo(dxTop, gpu);
-      const gT = await sumRows(dx, lookupRows);
-      dx.dispose();
-      const g = await gT.read();
-      gT.dispose();
+      const bad = stats[ADAM_STATS.badGrad];
       if (bad) {
         nonFinite += bad;
+        undo = true;
         break;
       }
-      // Adam (torch semantics), then the weight-decay gradient wd·δ/‖δ‖ (0 at δ = 0)
-      const t = it + 1;
-      for (let j = 0; j < dModel; j++) {
-        const gj = g[j] + (dn > 0 ? wdScale * delta[j] / dn : 0);
-        m[j] = b1 * m[j] + (1 - b1) * gj;
-        v[j] = b2 * v[j] + (1 - b2) * gj * gj;
-        const mh = m[j] / (1 - b1 ** t), vh = v[j] / (1 - b2 ** t);
-        delta[j] -= s.lr * mh / (Math.sqrt(vh) + eps);
-      }
-      const n = norm(delta);
-      if (n > maxNorm) { for (let j = 0; j < dModel; j++) delta[j] *= maxNorm / n; }
-      if (!Number.isFinite(n)) {
+      if (!Number.isFinite(stats[ADAM_STATS.normAfter])) {
         nonFinite++;
         break;
       }
     }
+    const delta = undo
+      ? new Float32Array(await gpu.read(st.state.buffer, 2 * dModel * 4, dModel * 4))
+      : await st.delta.read();
+    return { targetInit, delta, vStar: targetInit.map((x, j) => x + delta[j]), steps, rows, nonFinite };
   } finally {
+    capture?.dispose();
     x0.dispose();
     initLogProbs?.dispose();
+    weightsT.dispose();
+    st.delta.dispose(), st.state.dispose(), st.stats.dispose();
   }
-  const d32 = Float32Array.from(delta);
-  return { targetInit, delta: d32, vStar: targetInit.map((x, j) => x + d32[j]), steps, rows, nonFinite };
 }

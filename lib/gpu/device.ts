@@ -7,6 +7,8 @@
 import type { DType } from "./dtype.ts";
 import { GpuError, NO_ADAPTER_HELP } from "./errors.ts";
 import { composeShader, loadShaderSource } from "./shader.ts";
+import { Capture, CaptureRecorder } from "./capture.ts";
+import { emptyCounters, type GpuCounters, GpuProfiler, type ProfileReport } from "./profile.ts";
 
 /** Options for {@link Gpu.open}. */
 export interface GpuOptions {
@@ -77,6 +79,24 @@ function slowAdapterWarning(gpu: Gpu, opts: GpuOptions): void {
   console.error(`keg warning (${gpu.label}): ${GL_ADAPTER_HELP}`);
 }
 
+/** A cached bind group and the buffers it binds. */
+interface BindEntry {
+  group: GPUBindGroup;
+  buffers: GPUBuffer[];
+  uniform: GPUBuffer | null;
+  /** Live captures that replay this group. */
+  pins: number;
+}
+
+/** Dispatches per submitted batch. */
+const BATCH_OPS = 1024;
+/** Cached bind groups per device before the cache is dropped and rebuilt. */
+const GROUP_CACHE_MAX = 16384;
+/** Bytes of one in-stream staging buffer for host writes. */
+const STAGING_BYTES = 1 << 20;
+/** Writes larger than this submit pending work and go straight to the queue. */
+const STAGING_MAX_WRITE = 4 << 20;
+
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /** One WebGPU device with keg's helpers. */
@@ -94,6 +114,8 @@ export class Gpu {
 
   #pipelines = new Map<string, Promise<GPUComputePipeline>>();
   #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #passPipeline: GPUComputePipeline | null = null;
   #encoderOps: string[] = [];
   #transient: GPUBuffer[] = [];
   #pendingErrors: Promise<void>[] = [];
@@ -103,6 +125,15 @@ export class Gpu {
   #peakBytes = 0;
   #quiet: boolean;
   #warned = new Set<string>();
+  #ids = new WeakMap<object, number>();
+  #nextId = 1;
+  #groups = new Map<string, BindEntry>();
+  #groupsOf = new Map<GPUBuffer, Set<string>>();
+  #staging: { buf: GPUBuffer; bytes: Uint8Array; used: number } | null = null;
+  #capture: CaptureRecorder | null = null;
+  #pinned = new Map<GPUBuffer, Capture>();
+  #profiler: GpuProfiler | null = null;
+  #counters: GpuCounters = emptyCounters();
 
   private constructor(device: GPUDevice, adapter: GPUAdapter, f16: boolean, opts: GpuOptions) {
     this.device = device;
@@ -153,8 +184,10 @@ export class Gpu {
       maxStorageBuffersPerShaderStage: al.maxStorageBuffersPerShaderStage,
       maxComputeWorkgroupsPerDimension: al.maxComputeWorkgroupsPerDimension,
     };
+    const features: GPUFeatureName[] = f16 ? ["shader-f16"] : [];
+    if (adapter.features.has("timestamp-query")) features.push("timestamp-query");
     const device = await adapter.requestDevice({
-      requiredFeatures: f16 ? ["shader-f16"] : [],
+      requiredFeatures: features,
       requiredLimits,
     });
     const gpu = new Gpu(device, adapter, f16, opts);
@@ -247,6 +280,11 @@ export class Gpu {
 
   /** Returns a storage buffer to the pool (small buffers) or destroys it. */
   release(buf: GPUBuffer): void {
+    const cap = this.#pinned.get(buf);
+    if (cap) {
+      cap.owned.add(buf); // reserved by a live capture: kept until it is disposed
+      return;
+    }
     const size = buf.size;
     if (size <= 64 << 20 && this.#pooledBytes + size <= 512 << 20) {
       const list = this.#pool.get(size) ?? [];
@@ -256,6 +294,7 @@ export class Gpu {
       return;
     }
     this.#liveBytes -= size;
+    this.#forgetBuffer(buf);
     this.#transient.push(buf);
   }
 
@@ -269,22 +308,71 @@ export class Gpu {
     this.#peakBytes = this.#liveBytes;
   }
 
-  /** Writes host data into a buffer at a byte offset (after all work recorded so far). */
+  /**
+   * Writes host data into a buffer at a byte offset, ordered after all work recorded so far. With work
+   * pending, small writes travel in the command stream (a staging copy) instead of forcing a submit;
+   * large ones (weights) submit the pending work first and go straight to the queue.
+   */
   write(buf: GPUBuffer, offset: number, data: ArrayBufferView): void {
-    this.flush(); // recorded work that reads a reused buffer must run before the write lands
-    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
-    if (bytes.byteLength % 4 === 0) {
-      this.device.queue.writeBuffer(buf, offset, bytes);
-    } else {
+    let bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    if (bytes.byteLength % 4 !== 0) {
       const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
       padded.set(bytes);
-      this.device.queue.writeBuffer(buf, offset, padded);
+      bytes = padded;
     }
+    this.#counters.writes++;
+    if (this.#capture) {
+      // a replayed write copies from its own staging buffer, filled once
+      const staging = this.device.createBuffer({
+        size: Math.max(4, bytes.byteLength),
+        usage: GPUBufferUsage.COPY_SRC,
+        mappedAtCreation: true,
+        label: "capture.write",
+      });
+      new Uint8Array(staging.getMappedRange()).set(bytes);
+      staging.unmap();
+      this.#capture.staging.push(staging);
+      this.#copyCommand(staging, 0, buf, offset, bytes.byteLength, true);
+      return;
+    }
+    if (!this.#encoder || bytes.byteLength > STAGING_MAX_WRITE) {
+      this.flush();
+      this.device.queue.writeBuffer(buf, offset, bytes);
+      return;
+    }
+    let st = this.#staging;
+    if (!st || st.used + bytes.byteLength > st.bytes.byteLength) {
+      this.#closeStaging();
+      const size = Math.max(STAGING_BYTES, bytes.byteLength);
+      const sbuf = this.device.createBuffer({
+        size,
+        usage: GPUBufferUsage.COPY_SRC,
+        mappedAtCreation: true,
+        label: "staging",
+      });
+      st = this.#staging = { buf: sbuf, bytes: new Uint8Array(sbuf.getMappedRange()), used: 0 };
+    }
+    st.bytes.set(bytes, st.used);
+    this.#copyCommand(st.buf, st.used, buf, offset, bytes.byteLength, false);
+    st.used += bytes.byteLength;
+  }
+
+  /** Records zero-filling a whole buffer into the current batch. */
+  clear(buf: GPUBuffer): void {
+    const enc = this.#commandEncoder();
+    this.#endPass();
+    enc.clearBuffer(buf);
+    this.#encoderOps.push("clear");
+    this.#capture?.commands.push({ kind: "clear", buf });
+    this.#capture?.touch(buf);
   }
 
   /**
-   * Records one compute dispatch into the current batch. `uniforms` (u32/f32 words) become binding 0 when
-   * given; `buffers` follow in binding order (`null` skips a binding the entry point does not use). Nothing runs until {@link flush} or a readback.
+   * Records one compute dispatch into the current batch (many dispatches share one compute pass).
+   * `uniforms` (u32/f32 words) become binding 0 when given; `buffers` follow in binding order (`null`
+   * skips a binding the entry point does not use). Bind groups and their uniform buffers are cached by
+   * (pipeline, buffers, uniform words), so a repeated dispatch costs a map lookup. Nothing runs until
+   * {@link flush} or a readback.
    */
   dispatch(
     op: string,
@@ -300,53 +388,35 @@ export class Gpu {
       }
     }
     if (workgroups.some((w) => w === 0)) return;
-    const entries: GPUBindGroupEntry[] = [];
-    let binding = 0;
-    if (uniforms) {
-      const ub = this.device.createBuffer({
-        size: Math.max(16, Math.ceil(uniforms.byteLength / 16) * 16),
-        usage: GPUBufferUsage.UNIFORM,
-        mappedAtCreation: true,
-      });
-      new Uint32Array(ub.getMappedRange()).set(uniforms);
-      ub.unmap();
-      this.#transient.push(ub);
-      entries.push({ binding: binding++, resource: { buffer: ub } });
+    const group = this.#bindGroup(op, pipeline, buffers, uniforms);
+    const x = workgroups[0], y = workgroups[1] ?? 1, z = workgroups[2] ?? 1;
+    this.#encodeDispatch(op, pipeline, group, x, y, z);
+    this.#counters.dispatches++;
+    if (this.#capture) {
+      this.#capture.commands.push({ kind: "dispatch", op, pipeline, group, x, y, z });
+      for (const b of buffers) if (b) this.#capture.touch(b instanceof GPUBuffer ? b : b.buffer);
     }
-    for (const b of buffers) {
-      const at = binding++;
-      if (b) entries.push({ binding: at, resource: b instanceof GPUBuffer ? { buffer: b } : b });
-    }
-    this.device.pushErrorScope("validation");
-    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    const enc = this.#encoder ??= this.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1);
-    pass.end();
-    this.#trackScopes(op, 1);
-    this.#encoderOps.push(op);
-    if (this.#encoderOps.length >= 256) this.flush();
+    if (this.#encoderOps.length >= BATCH_OPS) this.flush();
   }
 
   /** Records a buffer-to-buffer copy into the current batch. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
-    const enc = this.#encoder ??= this.device.createCommandEncoder();
-    enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
-    this.#encoderOps.push("copy");
+    this.#copyCommand(src, srcOffset, dst, dstOffset, bytes, !!this.#capture);
   }
 
-  /** Submits the recorded batch. */
+  /** Submits the recorded batch (one submit, one pair of error scopes for all of it). */
   flush(): void {
     if (!this.#encoder) return;
-    const ops = this.#encoderOps.slice(-8).join(", ");
-    this.device.pushErrorScope("out-of-memory");
-    this.device.pushErrorScope("validation");
+    this.#endPass();
+    this.#closeStaging();
+    const ops = this.#encoderOps;
+    const resolve = this.#profiler?.resolve(this.#encoder);
     this.device.queue.submit([this.#encoder.finish()]);
-    this.#trackScopes(`batch [${ops}]`, 2);
+    this.#counters.submits++;
+    this.#trackBatchScopes(ops);
     this.#encoder = null;
     this.#encoderOps = [];
+    if (resolve) resolve();
     const done = this.#transient;
     this.#transient = [];
     if (done.length) {
@@ -363,6 +433,9 @@ export class Gpu {
 
   /** Copies `bytes` from a buffer at `offset` back to the host. */
   async read(buf: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    if (this.#capture) {
+      throw new GpuError("read", "a readback inside a capture: captured work must stay on the GPU");
+    }
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({
       size: Math.max(4, size),
@@ -370,12 +443,111 @@ export class Gpu {
     });
     this.copy(buf, offset, staging, 0, size);
     this.flush();
+    this.#counters.readbacks++;
     await staging.mapAsync(GPUMapMode.READ);
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
     staging.destroy();
     await this.#checkErrors();
     return out;
+  }
+
+  /**
+   * Starts recording the commands that follow (they still run as usual) into a {@link Capture} that
+   * {@link endCapture} returns and {@link Capture.replay} re-records later with no host work: same
+   * pipelines, bind groups, workgroup counts and buffers. Readbacks are refused while recording. Every
+   * buffer the recorded commands touch stays reserved for the capture until it is disposed (a buffer
+   * released meanwhile is kept, not pooled), so a replay never races other work for its workspace.
+   */
+  beginCapture(): void {
+    if (this.#capture) throw new GpuError("capture", "a capture is already being recorded");
+    this.#capture = new CaptureRecorder();
+  }
+
+  /** Ends the recording started by {@link beginCapture}. */
+  endCapture(): Capture {
+    const rec = this.#capture;
+    if (!rec) throw new GpuError("capture", "endCapture without beginCapture");
+    this.#capture = null;
+    const cap = new Capture(this, rec.commands, rec.staging, rec.dispatches());
+    for (const k of rec.groups) {
+      const e = this.#groups.get(k);
+      if (e) e.pins++, cap.groups.push(k);
+    }
+    for (const b of rec.touched) {
+      this.#pinned.set(b, cap);
+      const list = this.#pool.get(b.size);
+      const at = list ? list.indexOf(b) : -1;
+      if (at >= 0) {
+        list!.splice(at, 1);
+        this.#pooledBytes -= b.size;
+        cap.owned.add(b);
+      }
+    }
+    return cap;
+  }
+
+  /** @internal Re-records a capture's commands (see {@link Capture.replay}). */
+  replayCommands(cap: Capture): void {
+    if (this.#capture) throw new GpuError("capture", "replay inside a capture");
+    for (const c of cap.commands) {
+      if (c.kind === "dispatch") {
+        this.#encodeDispatch(c.op, c.pipeline, c.group, c.x, c.y, c.z);
+        this.#counters.replayed++;
+      } else if (c.kind === "copy") {
+        const enc = this.#commandEncoder();
+        this.#endPass();
+        enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
+        this.#encoderOps.push("copy");
+      } else {
+        const enc = this.#commandEncoder();
+        this.#endPass();
+        enc.clearBuffer(c.buf);
+        this.#encoderOps.push("clear");
+      }
+    }
+    if (this.#encoderOps.length >= BATCH_OPS) this.flush();
+  }
+
+  /** @internal Releases what a disposed capture reserved. */
+  releaseCapture(cap: Capture): void {
+    for (const [b, c] of this.#pinned) if (c === cap) this.#pinned.delete(b);
+    for (const k of cap.groups) {
+      const e = this.#groups.get(k);
+      if (e) e.pins--;
+    }
+    for (const b of cap.owned) this.release(b);
+    cap.owned.clear();
+    this.#transient.push(...cap.staging);
+  }
+
+  /** Counts of recorded and replayed dispatches, submits, readbacks, writes and bind-group cache use. */
+  counters(): GpuCounters {
+    return { ...this.#counters };
+  }
+
+  /** Resets {@link counters}. */
+  resetCounters(): void {
+    this.#counters = emptyCounters();
+  }
+
+  /**
+   * Starts GPU timing per op from timestamp queries (each dispatch then gets its own compute pass);
+   * returns false when the adapter lacks `timestamp-query`. {@link stopProfile} returns the totals.
+   */
+  startProfile(): boolean {
+    if (!this.device.features.has("timestamp-query")) return false;
+    this.flush();
+    this.#profiler ??= new GpuProfiler(this.device);
+    return true;
+  }
+
+  /** Stops profiling and returns GPU time per op (waits for outstanding timings). */
+  async stopProfile(): Promise<ProfileReport> {
+    const p = this.#profiler;
+    await this.sync();
+    this.#profiler = null;
+    return p ? await p.report() : { ops: [], gpuSeconds: 0 };
   }
 
   /** Waits for all work and releases the device. */
@@ -385,7 +557,175 @@ export class Gpu {
     } finally {
       for (const list of this.#pool.values()) list.forEach((b) => b.destroy());
       this.#pool.clear();
+      this.#groups.clear();
+      this.#groupsOf.clear();
       this.device.destroy();
+    }
+  }
+
+  #commandEncoder(): GPUCommandEncoder {
+    if (!this.#encoder) {
+      this.device.pushErrorScope("out-of-memory");
+      this.device.pushErrorScope("validation");
+      this.#encoder = this.device.createCommandEncoder();
+    }
+    return this.#encoder;
+  }
+
+  #endPass(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+      this.#passPipeline = null;
+    }
+  }
+
+  #encodeDispatch(
+    op: string,
+    pipeline: GPUComputePipeline,
+    group: GPUBindGroup,
+    x: number,
+    y: number,
+    z: number,
+  ): void {
+    const enc = this.#commandEncoder();
+    if (this.#profiler) {
+      this.#endPass();
+      const pass = enc.beginComputePass({ timestampWrites: this.#profiler.next(op, enc) });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(x, y, z);
+      pass.end();
+    } else {
+      const pass = this.#pass ??= enc.beginComputePass();
+      if (this.#passPipeline !== pipeline) {
+        pass.setPipeline(pipeline);
+        this.#passPipeline = pipeline;
+      }
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(x, y, z);
+    }
+    this.#encoderOps.push(op);
+  }
+
+  #copyCommand(
+    src: GPUBuffer,
+    srcOffset: number,
+    dst: GPUBuffer,
+    dstOffset: number,
+    bytes: number,
+    record: boolean,
+  ): void {
+    const enc = this.#commandEncoder();
+    this.#endPass();
+    enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.#encoderOps.push("copy");
+    if (record && this.#capture) {
+      this.#capture.commands.push({ kind: "copy", src, srcOffset, dst, dstOffset, bytes });
+      this.#capture.touch(src), this.#capture.touch(dst);
+    }
+  }
+
+  #closeStaging(): void {
+    const st = this.#staging;
+    if (!st) return;
+    st.buf.unmap();
+    this.#transient.push(st.buf);
+    this.#staging = null;
+  }
+
+  #id(o: object): number {
+    let id = this.#ids.get(o);
+    if (id === undefined) this.#ids.set(o, id = this.#nextId++);
+    return id;
+  }
+
+  #bindGroup(
+    op: string,
+    pipeline: GPUComputePipeline,
+    buffers: (GPUBuffer | GPUBufferBinding | null)[],
+    uniforms?: Uint32Array,
+  ): GPUBindGroup {
+    let key = `${this.#id(pipeline)}|${uniforms ? uniforms.join(",") : "-"}`;
+    for (const b of buffers) {
+      if (!b) key += "|_";
+      else if (b instanceof GPUBuffer) key += `|${this.#id(b)}`;
+      else key += `|${this.#id(b.buffer)}@${b.offset ?? 0}+${b.size ?? "all"}`;
+    }
+    const hit = this.#groups.get(key);
+    if (hit) {
+      this.#counters.groupHits++;
+      this.#capture?.groups.add(key);
+      return hit.group;
+    }
+    this.#counters.groupMisses++;
+    if (this.#groups.size >= GROUP_CACHE_MAX) this.#dropGroups();
+    const entries: GPUBindGroupEntry[] = [];
+    const used: GPUBuffer[] = [];
+    let binding = 0;
+    let ub: GPUBuffer | null = null;
+    if (uniforms) {
+      ub = this.device.createBuffer({
+        size: Math.max(16, Math.ceil(uniforms.byteLength / 16) * 16),
+        usage: GPUBufferUsage.UNIFORM,
+        mappedAtCreation: true,
+        label: `${op}.uniforms`,
+      });
+      new Uint32Array(ub.getMappedRange()).set(uniforms);
+      ub.unmap();
+      entries.push({ binding: binding++, resource: { buffer: ub } });
+    }
+    for (const b of buffers) {
+      const at = binding++;
+      if (!b) continue;
+      const buf = b instanceof GPUBuffer ? b : b.buffer;
+      used.push(buf);
+      entries.push({ binding: at, resource: b instanceof GPUBuffer ? { buffer: b } : b });
+    }
+    this.device.pushErrorScope("validation");
+    const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: op });
+    this.#trackScopes(op, 1);
+    this.#groups.set(key, { group, buffers: used, uniform: ub, pins: 0 });
+    this.#capture?.groups.add(key);
+    for (const b of used) {
+      let keys = this.#groupsOf.get(b);
+      if (!keys) this.#groupsOf.set(b, keys = new Set());
+      keys.add(key);
+    }
+    return group;
+  }
+
+  /** Forgets the cached bind groups that reference a buffer about to be destroyed. */
+  #forgetBuffer(buf: GPUBuffer): void {
+    const keys = this.#groupsOf.get(buf);
+    if (!keys) return;
+    for (const k of [...keys]) this.#retireGroup(k);
+  }
+
+  /** Drops every cached bind group that no live capture replays. */
+  #dropGroups(): void {
+    for (const [k, e] of this.#groups) if (!e.pins) this.#retireGroup(k);
+  }
+
+  #retireGroup(key: string): void {
+    const e = this.#groups.get(key);
+    if (!e) return;
+    this.#groups.delete(key);
+    for (const b of e.buffers) this.#groupsOf.get(b)?.delete(key);
+    if (e.uniform) this.#transient.push(e.uniform); // destroyed once the batch that may use it is done
+  }
+
+  /** Error scopes of one submitted batch: a failure names the op the message points at, else the batch. */
+  #trackBatchScopes(ops: string[]): void {
+    for (let i = 0; i < 2; i++) {
+      const p = this.device.popErrorScope().then((err) => {
+        if (!err) return;
+        const named = ops.find((o) => o !== "copy" && o !== "clear" && err.message.includes(`'${o}'`));
+        const tail = [...new Set(ops.slice(-8))].join(", ");
+        throw new GpuError(named ?? `batch [${tail}]`, err.message);
+      });
+      p.catch(() => {}); // observed in #checkErrors
+      this.#pendingErrors.push(p);
     }
   }
 

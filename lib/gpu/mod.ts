@@ -7,3 +7,5 @@ export * from "./dtype.ts";
 export * from "./errors.ts";
 export * from "./tensor.ts";
 export { composeShader, loadShaderSource } from "./shader.ts";
+export { Capture, type CapturedCommand } from "./capture.ts";
+export type { GpuCounters, OpProfile, ProfileReport } from "./profile.ts";

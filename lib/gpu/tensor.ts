@@ -119,10 +119,7 @@ export class Tensor {
   /** Allocates a tensor filled with zeros. */
   static zeros(gpu: Gpu, shape: readonly number[], dtype: DType, opts: TensorOptions = {}): Tensor {
     const t = Tensor.empty(gpu, shape, dtype, opts);
-    const enc = gpu.device.createCommandEncoder();
-    for (const c of t.chunks) enc.clearBuffer(c);
-    gpu.flush();
-    gpu.device.queue.submit([enc.finish()]);
+    for (const c of t.chunks) gpu.clear(c);
     return t;
   }
 

@@ -71,21 +71,29 @@ export async function cast(x: Tensor, dtype: DType): Promise<Tensor> {
 
 /** Counts NaN and ±inf values of a tensor on the GPU. */
 export async function countNonFinite(x: Tensor): Promise<number> {
+  const counter = Tensor.zeros(x.gpu, [1], "f32", { name: "count_nonfinite" });
+  await countNonFiniteInto(x, counter);
+  const n = new Uint32Array(await x.gpu.read(counter.buffer, 0, 4))[0];
+  counter.dispose();
+  return n;
+}
+
+/**
+ * Adds the number of NaN and ±inf values of `x` to `counter` (a one-word tensor holding a u32 count),
+ * on the GPU and without a readback.
+ */
+export async function countNonFiniteInto(x: Tensor, counter: Tensor): Promise<void> {
   const gpu = x.gpu;
+  if (counter.gpu !== gpu) throw new GpuError("count_nonfinite", "counter lives on another device");
   const pipe = await gpu.pipeline({ family: "finite", entry: "count_nonfinite", types: { ST: x.dtype } });
-  const counter = gpu.createStorage(4, "count_nonfinite");
-  gpu.write(counter, 0, new Uint32Array(1));
   for (const s of rowSegments([x])) {
     const n = s.rows * x.rowSize;
     gpu.dispatch(
       "count_nonfinite",
       pipe,
-      [x.chunks[s.at[0].chunk], counter],
+      [x.chunks[s.at[0].chunk], counter.buffer],
       grid1d(n),
       words(n, s.at[0].offset),
     );
   }
-  const n = new Uint32Array(await gpu.read(counter, 0, 4))[0];
-  gpu.release(counter);
-  return n;
 }

@@ -156,10 +156,7 @@ async function gemvInto(
   }
   if (rows === 0 && !rowSum) {
     // an empty sum: y = 0
-    const enc = gpu.device.createCommandEncoder();
-    enc.clearBuffer(ybuf);
-    gpu.flush();
-    gpu.device.queue.submit([enc.finish()]);
+    gpu.clear(ybuf);
   }
   if (scratch) {
     await convertInto(target, y, op);

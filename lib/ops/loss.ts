@@ -115,6 +115,21 @@ export async function tokenNll(
   targets: Int32Array,
   weightsOrOpts?: Float32Array | TokenNllOptions,
 ): Promise<{ nll: Float32Array; dLogits: Tensor }> {
+  const res = await tokenNllOnGpu(logits, targets, weightsOrOpts);
+  const nll = res.nll.size ? await res.nll.read() : new Float32Array(0);
+  res.nll.dispose();
+  return { nll, dLogits: res.dLogits };
+}
+
+/**
+ * {@link tokenNll} with the per-row nll left on the GPU as an f32 `[T]` tensor (nothing is read back),
+ * for loops that keep their losses on the device.
+ */
+export async function tokenNllOnGpu(
+  logits: Tensor,
+  targets: Int32Array,
+  weightsOrOpts?: Float32Array | TokenNllOptions,
+): Promise<{ nll: Tensor; dLogits: Tensor }> {
   const op = "tokenNll";
   const weights = weightsOrOpts instanceof Float32Array ? weightsOrOpts : weightsOrOpts?.weights;
   const [T, V] = checkLogits(op, logits);
@@ -132,7 +147,8 @@ export async function tokenNll(
   const pipe = await pipeline(gpu, "token_nll", logits.dtype);
   const tb = upload(gpu, targets, op);
   const wb = upload(gpu, weights ?? new Float32Array(T).fill(1), op);
-  const nb = gpu.createStorage(Math.max(1, T) * 4, op);
+  const nll = Tensor.empty(gpu, [T], "f32", { name: `${op}.nll` });
+  const nb = nll.buffer;
   for (const s of rowSegments([logits, dLogits])) {
     gpu.dispatch(
       op,
@@ -142,8 +158,7 @@ export async function tokenNll(
       words(s.rows, V, s.at[0].offset, s.at[1].offset, s.row),
     );
   }
-  const nll = T ? new Float32Array(await gpu.read(nb, 0, T * 4)) : new Float32Array(0);
-  for (const b of [tb, wb, nb]) gpu.release(b);
+  for (const b of [tb, wb]) gpu.release(b);
   return { nll, dLogits };
 }
 
@@ -159,6 +174,19 @@ export async function klDivergence(
   initLogProbs: Tensor,
   opts: KlOptions = {},
 ): Promise<{ kl: number; dLogits: Tensor }> {
+  const res = await klDivergenceOnGpu(logits, row, initLogProbs, opts);
+  const kl = (await res.kl.read())[0];
+  res.kl.dispose();
+  return { kl, dLogits: res.dLogits };
+}
+
+/** {@link klDivergence} with the unscaled kl left on the GPU as an f32 `[1]` tensor. */
+export async function klDivergenceOnGpu(
+  logits: Tensor,
+  row: number,
+  initLogProbs: Tensor,
+  opts: KlOptions = {},
+): Promise<{ kl: Tensor; dLogits: Tensor }> {
   const op = "klDivergence";
   const [T, V] = checkLogits(op, logits);
   checkRows(op, [row], T);
@@ -177,7 +205,8 @@ export async function klDivergence(
   const dLogits = into ?? Tensor.zeros(gpu, [T, V], "f32", { name: `${op}.dLogits` });
   const pipe = await pipeline(gpu, "kl_div", logits.dtype, initLogProbs.dtype);
   const lc = Math.floor(row / logits.rowsPerChunk), oc = Math.floor(row / dLogits.rowsPerChunk);
-  const kb = gpu.createStorage(4, op);
+  const kl = Tensor.empty(gpu, [1], "f32", { name: `${op}.kl` });
+  const kb = kl.buffer;
   gpu.dispatch(
     op,
     pipe,
@@ -193,8 +222,6 @@ export async function klDivergence(
       { f: opts.weight ?? 1 },
     ),
   );
-  const kl = new Float32Array(await gpu.read(kb, 0, 4))[0];
-  gpu.release(kb);
   return { kl, dLogits };
 }
 

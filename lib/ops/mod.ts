@@ -15,3 +15,4 @@ export * from "./embedding.ts";
 export * from "./loss.ts";
 export * from "./attention.ts";
 export * from "./rotary.ts";
+export * from "./optim.ts";

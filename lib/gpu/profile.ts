@@ -1,0 +1,124 @@
+/**
+ * GPU time per op from timestamp queries: while profiling, every dispatch runs in its own compute pass
+ * whose beginning and end write timestamps; each submitted batch resolves its queries and the totals are
+ * summed per op name.
+ * @module
+ */
+
+/** GPU time of one op name. */
+export interface OpProfile {
+  op: string;
+  /** Dispatches timed. */
+  count: number;
+  /** Summed GPU seconds. */
+  seconds: number;
+}
+
+/** What {@link Gpu.stopProfile} returns. */
+export interface ProfileReport {
+  /** Per op, largest total first. */
+  ops: OpProfile[];
+  /** Summed GPU seconds of all timed dispatches. */
+  gpuSeconds: number;
+}
+
+/** Counters of the dispatch engine (see {@link Gpu.counters}). */
+export interface GpuCounters {
+  /** Dispatches recorded through `dispatch`. */
+  dispatches: number;
+  /** Dispatches re-recorded by capture replays. */
+  replayed: number;
+  /** Queue submits. */
+  submits: number;
+  /** Readbacks to the host. */
+  readbacks: number;
+  /** Host writes. */
+  writes: number;
+  /** Bind-group cache hits and misses. */
+  groupHits: number;
+  groupMisses: number;
+}
+
+/** All counters at zero. */
+export function emptyCounters(): GpuCounters {
+  return { dispatches: 0, replayed: 0, submits: 0, readbacks: 0, writes: 0, groupHits: 0, groupMisses: 0 };
+}
+
+const QUERIES = 4096;
+
+/** @internal Timestamp bookkeeping of one device. */
+export class GpuProfiler {
+  #device: GPUDevice;
+  #set: GPUQuerySet;
+  #ops: string[] = [];
+  #totals = new Map<string, OpProfile>();
+  #pending: Promise<void>[] = [];
+
+  constructor(device: GPUDevice) {
+    this.#device = device;
+    this.#set = device.createQuerySet({ type: "timestamp", count: QUERIES });
+  }
+
+  /** Timestamp writes for the next dispatch's pass (resolves the batch first when the set is full). */
+  next(op: string, enc: GPUCommandEncoder): GPUComputePassTimestampWrites {
+    if (this.#ops.length * 2 >= QUERIES) this.#resolveInto(enc);
+    const i = this.#ops.length;
+    this.#ops.push(op);
+    return { querySet: this.#set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  /** Records the resolve of this batch's queries; the returned callback (run after submit) maps them. */
+  resolve(enc: GPUCommandEncoder): (() => void) | undefined {
+    if (this.#ops.length) this.#resolveInto(enc);
+    if (!this.#afterSubmit.length) return undefined;
+    return () => this.#afterSubmit.splice(0).forEach((f) => f());
+  }
+
+  #afterSubmit: (() => void)[] = [];
+
+  #resolveInto(enc: GPUCommandEncoder): void {
+    const ops = this.#ops;
+    this.#ops = [];
+    const bytes = ops.length * 16;
+    const resolved = this.#device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const read = this.#device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    enc.resolveQuerySet(this.#set, 0, ops.length * 2, resolved, 0);
+    enc.copyBufferToBuffer(resolved, 0, read, 0, bytes);
+    let started = false;
+    const start = () => {
+      if (started) return;
+      started = true;
+      this.#pending.push(
+        read.mapAsync(GPUMapMode.READ).then(() => {
+          const t = new BigUint64Array(read.getMappedRange());
+          ops.forEach((op, i) => {
+            const ns = Number(t[2 * i + 1] - t[2 * i]);
+            const e = this.#totals.get(op) ?? { op, count: 0, seconds: 0 };
+            e.count++;
+            e.seconds += Math.max(0, ns) / 1e9;
+            this.#totals.set(op, e);
+          });
+          read.unmap();
+          read.destroy();
+          resolved.destroy();
+        }),
+      );
+    };
+    // a mid-batch resolve (set full) maps after the batch's submit, like the final one
+    this.#afterSubmit.push(start);
+  }
+
+  /** Totals so far, after every pending timing has been read. */
+  async report(): Promise<ProfileReport> {
+    await Promise.all(this.#pending.splice(0));
+    const ops = [...this.#totals.values()].sort((a, b) => b.seconds - a.seconds);
+    this.#set.destroy();
+    return { ops, gpuSeconds: ops.reduce((s, o) => s + o.seconds, 0) };
+  }
+}
