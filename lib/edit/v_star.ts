@@ -12,7 +12,7 @@ import { cast, countNonFiniteInto } from "../ops/elementwise.ts";
 import { addToRows, sumRows } from "../ops/embedding.ts";
 import { klDivergenceOnGpu, logSoftmax, tokenNllOnGpu } from "../ops/loss.ts";
 import { ADAM_STATS, adamDelta, type AdamDeltaSettings, adamDeltaState } from "../ops/optim.ts";
-import { backwardFromLogits, disposeTaped, forwardWithTape } from "../model/backward.ts";
+import { backwardFromLogits, forwardWithTape } from "../model/backward.ts";
 import { moveTo, padBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { locate, type LookupToken } from "./lookup.ts";
