@@ -12,6 +12,8 @@ import { type EditResult, RomeEditor } from "../edit/rome.ts";
 import { exportCheckpoint, saveEdits } from "../edit/edits_io.ts";
 import { parseFlags, required, UsageError } from "./args.ts";
 import { Progress } from "./progress.ts";
+import { profiled } from "./profile.ts";
+import { profileStage } from "../gpu/profile.ts";
 import { adapterReport, memoryReport } from "./report.ts";
 
 /** Usage text. */
@@ -30,7 +32,8 @@ export const EDIT_USAGE: string =
   --independent       restore the model after each request (default: edits accumulate, sequential)
   --save DIR          save the edits as safetensors deltas in DIR
   --export DIR        write the edited model as a full checkpoint (same shards and dtypes as the input)
-  --json FILE         write every result as JSON`;
+  --json FILE         write every result as JSON
+  --profile           GPU time per op and stage (timestamp queries), dispatch and readback counts`;
 
 /** Loads (or computes with progress) the statistics an editor needs. */
 export async function statsFor(
@@ -80,6 +83,7 @@ async function probe(
   req: EditRequest,
   label: string,
 ): Promise<{ acc: number; prob: number }> {
+  profileStage("probe");
   const tok = model.tokenizer!;
   const text = promptText(req);
   const targets = [tok.encode(targetText(req.targetNew), { addBos: false })];
@@ -147,6 +151,7 @@ export async function editCommand(args: string[]): Promise<void> {
     save: { type: "string" },
     export: { type: "string" },
     json: { type: "string" },
+    profile: { type: "boolean" },
   });
   let hp = await loadHparams(required("edit", v, "hparams"));
   const overrides: Record<string, unknown> = {};
@@ -190,20 +195,22 @@ export async function editCommand(args: string[]): Promise<void> {
     const editor = new RomeEditor(model, hp, { stats });
     const results: EditResult[] = [];
     let successes = 0;
-    for (const [i, req] of requests.entries()) {
-      console.log(
-        `\n[${i + 1}/${requests.length}] ${JSON.stringify(req.subject)}: ${req.prompt} → ${
-          JSON.stringify(req.targetNew)
-        }`,
-      );
-      await probe(model, req, "pre ");
-      const e = await editor.edit(req);
-      results.push(e);
-      console.log(describe(e));
-      const post = await probe(model, req, "post");
-      if (post.acc === 1) successes++;
-      if (v.independent && i < requests.length - 1) await editor.restore();
-    }
+    await profiled(!!v.profile, model.net.devices, async () => {
+      for (const [i, req] of requests.entries()) {
+        console.log(
+          `\n[${i + 1}/${requests.length}] ${JSON.stringify(req.subject)}: ${req.prompt} → ${
+            JSON.stringify(req.targetNew)
+          }`,
+        );
+        await probe(model, req, "pre ");
+        const e = await editor.edit(req);
+        results.push(e);
+        console.log(describe(e));
+        const post = await probe(model, req, "post");
+        if (post.acc === 1) successes++;
+        if (v.independent && i < requests.length - 1) await editor.restore();
+      }
+    });
     console.log(
       `\n${successes}/${requests.length} edits reach full rewrite accuracy (${hp.update}, ${hp.precision}, ${
         v.independent ? "independent" : "sequential"

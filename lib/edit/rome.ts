@@ -8,6 +8,7 @@
  * the stage with f32 activations, and a non-finite weight is never written.
  * @module
  */
+import { profileStage } from "../gpu/profile.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { type CholeskyFactor, choleskyFactor } from "../ops/cholesky.ts";
 import { countNonFinite } from "../ops/elementwise.ts";
@@ -146,8 +147,10 @@ export class RomeEditor {
     const hp = this.hp;
     const L = this.layer;
     const t0 = now();
+    profileStage("templates");
     const templates = await this.templates();
     const t1 = now();
+    profileStage("k*");
     const prompt = request.prompt;
     const factToken = parseFactToken(hp.factToken, `${hp.source}: fact_token`);
     const targetIds = tok.encode(targetText(request.targetNew), { addBos: false });
@@ -162,6 +165,7 @@ export class RomeEditor {
       kv = await computeKeyValues(net, tok, prompt, request.subject, templates, L, factToken);
     }
     const t2 = now();
+    profileStage("v*");
     const settings = {
       layer: L,
       factToken,
@@ -184,6 +188,7 @@ export class RomeEditor {
       );
     }
     const t3 = now();
+    profileStage("solve");
     const gpu = this.weight.w.gpu;
     const rankOne = await computeUpdate(gpu, await this.#factorOnce(), {
       kind: hp.update,
@@ -195,6 +200,7 @@ export class RomeEditor {
       delta: vs.delta,
     });
     const t4 = now();
+    profileStage("update");
     if (!rankOne.u.every(Number.isFinite) || !rankOne.r.every(Number.isFinite)) {
       throw new Error(
         `the update has non-finite values (division factor ${rankOne.divisionFactor}); no weight was changed`,
@@ -221,6 +227,7 @@ export class RomeEditor {
       );
     }
     const t5 = now();
+    profileStage("other");
     const result: EditResult = {
       request,
       layer: L,

@@ -444,6 +444,7 @@ export class Gpu {
     this.copy(buf, offset, staging, 0, size);
     this.flush();
     this.#counters.readbacks++;
+    this.#profiler?.readback();
     await staging.mapAsync(GPUMapMode.READ);
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
@@ -547,7 +548,7 @@ export class Gpu {
     const p = this.#profiler;
     await this.sync();
     this.#profiler = null;
-    return p ? await p.report() : { ops: [], gpuSeconds: 0 };
+    return p ? await p.report() : { ops: [], stages: [], gpuSeconds: 0 };
   }
 
   /** Waits for all work and releases the device. */

@@ -8,4 +8,10 @@ export * from "./errors.ts";
 export * from "./tensor.ts";
 export { composeShader, loadShaderSource } from "./shader.ts";
 export { Capture, type CapturedCommand } from "./capture.ts";
-export type { GpuCounters, OpProfile, ProfileReport } from "./profile.ts";
+export {
+  type GpuCounters,
+  type OpProfile,
+  type ProfileReport,
+  profileStage,
+  type StageProfile,
+} from "./profile.ts";

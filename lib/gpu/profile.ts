@@ -5,8 +5,10 @@
  * @module
  */
 
-/** GPU time of one op name. */
+/** GPU time of one op name within one stage. */
 export interface OpProfile {
+  /** The stage it ran in (see {@link profileStage}). */
+  stage: string;
   op: string;
   /** Dispatches timed. */
   count: number;
@@ -14,12 +16,46 @@ export interface OpProfile {
   seconds: number;
 }
 
+/** Totals of one stage. */
+export interface StageProfile {
+  stage: string;
+  /** Wall-clock seconds spent in the stage while profiling (host and GPU). */
+  wallSeconds: number;
+  /** GPU seconds of its dispatches. */
+  gpuSeconds: number;
+  dispatches: number;
+  readbacks: number;
+}
+
 /** What {@link Gpu.stopProfile} returns. */
 export interface ProfileReport {
-  /** Per op, largest total first. */
+  /** Per (stage, op), largest total first. */
   ops: OpProfile[];
+  /** Per stage, in the order first entered. */
+  stages: StageProfile[];
   /** Summed GPU seconds of all timed dispatches. */
   gpuSeconds: number;
+}
+
+let stageName = "other";
+const stageWall = new Map<string, number>();
+let stageSince = performance.now();
+
+/**
+ * Names the stage that work from now on belongs to (e.g. `v*`, `solve`), for profiles: GPU time, wall
+ * time, dispatches and readbacks are summed per stage. Cheap when no profile runs.
+ */
+export function profileStage(name: string): void {
+  const t = performance.now();
+  stageWall.set(stageName, (stageWall.get(stageName) ?? 0) + (t - stageSince) / 1000);
+  stageName = name;
+  stageSince = t;
+}
+
+/** @internal Wall seconds per stage since the process started (the current stage included). */
+function stageWalls(): Map<string, number> {
+  profileStage(stageName);
+  return new Map(stageWall);
 }
 
 /** Counters of the dispatch engine (see {@link Gpu.counters}). */
@@ -53,17 +89,25 @@ export class GpuProfiler {
   #ops: string[] = [];
   #totals = new Map<string, OpProfile>();
   #pending: Promise<void>[] = [];
+  #readbacks = new Map<string, number>();
+  #wallAtStart: Map<string, number>;
 
   constructor(device: GPUDevice) {
     this.#device = device;
     this.#set = device.createQuerySet({ type: "timestamp", count: QUERIES });
+    this.#wallAtStart = stageWalls();
+  }
+
+  /** Counts one readback in the current stage. */
+  readback(): void {
+    this.#readbacks.set(stageName, (this.#readbacks.get(stageName) ?? 0) + 1);
   }
 
   /** Timestamp writes for the next dispatch's pass (resolves the batch first when the set is full). */
   next(op: string, enc: GPUCommandEncoder): GPUComputePassTimestampWrites {
     if (this.#ops.length * 2 >= QUERIES) this.#resolveInto(enc);
     const i = this.#ops.length;
-    this.#ops.push(op);
+    this.#ops.push(`${stageName}\u0000${op}`);
     return { querySet: this.#set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
   }
 
@@ -97,12 +141,13 @@ export class GpuProfiler {
       this.#pending.push(
         read.mapAsync(GPUMapMode.READ).then(() => {
           const t = new BigUint64Array(read.getMappedRange());
-          ops.forEach((op, i) => {
+          ops.forEach((key, i) => {
             const ns = Number(t[2 * i + 1] - t[2 * i]);
-            const e = this.#totals.get(op) ?? { op, count: 0, seconds: 0 };
+            const [stage, op] = key.split("\u0000");
+            const e = this.#totals.get(key) ?? { stage, op, count: 0, seconds: 0 };
             e.count++;
             e.seconds += Math.max(0, ns) / 1e9;
-            this.#totals.set(op, e);
+            this.#totals.set(key, e);
           });
           read.unmap();
           read.destroy();
@@ -119,6 +164,23 @@ export class GpuProfiler {
     await Promise.all(this.#pending.splice(0));
     const ops = [...this.#totals.values()].sort((a, b) => b.seconds - a.seconds);
     this.#set.destroy();
-    return { ops, gpuSeconds: ops.reduce((s, o) => s + o.seconds, 0) };
+    const walls = stageWalls();
+    const stages = new Map<string, StageProfile>();
+    const stage = (name: string) => {
+      let e = stages.get(name);
+      if (!e) {
+        const wallSeconds = (walls.get(name) ?? 0) - (this.#wallAtStart.get(name) ?? 0);
+        stages.set(name, e = { stage: name, wallSeconds, gpuSeconds: 0, dispatches: 0, readbacks: 0 });
+      }
+      return e;
+    };
+    for (const [name] of walls) if ((walls.get(name) ?? 0) > (this.#wallAtStart.get(name) ?? 0)) stage(name);
+    for (const o of ops) {
+      const e = stage(o.stage);
+      e.gpuSeconds += o.seconds;
+      e.dispatches += o.count;
+    }
+    for (const [name, n] of this.#readbacks) stage(name).readbacks += n;
+    return { ops, stages: [...stages.values()], gpuSeconds: ops.reduce((s, o) => s + o.seconds, 0) };
   }
 }
