@@ -37,6 +37,7 @@ import {
 } from "../eval/report.ts";
 import { sha256Hex, writeFileAtomic } from "../util/fs.ts";
 import { intFlag, parseFlags, required, UsageError } from "./args.ts";
+import { profiled } from "./profile.ts";
 import { statsFor } from "./edit.ts";
 import { Progress } from "./progress.ts";
 
@@ -59,6 +60,7 @@ export const EVAL_USAGE: string =
   --fluency-length N  tokens per generation, prompt included (default ${DEFAULT_FLUENCY.maxLength})
   --compare DIRS      comma-separated run directories shown side by side in report.html
   --quiet             no progress output
+  --profile           GPU time per op and stage (timestamp queries), dispatch and readback counts
 
 keg eval merge --out DIR SHARD_DIR…    combine the shards of one run into DIR (summary as one run)
 keg eval report --out DIR [--compare DIRS]   re-render DIR's summary and report (DIR may hold only runs
@@ -207,6 +209,7 @@ export async function evalCommand(args: string[]): Promise<void> {
     "fluency-length": { type: "string" },
     compare: { type: "string" },
     quiet: { type: "boolean" },
+    profile: { type: "boolean" },
   });
   const hpPath = required("eval", v, "hparams");
   const dataPath = required("eval", v, "data");
@@ -336,29 +339,30 @@ export async function evalCommand(args: string[]): Promise<void> {
       const bars: Partial<Record<string, Progress>> = {};
       const label = { pre: "eval pre", edit: "eval", final: "eval final" } as const;
       try {
-        await runProtocol(model, editor, items, {
-          protocol: info.protocol,
-          fluency,
-          done,
-          doneFinal,
-          onRecord: (r) => appendLine(resultsPath, r),
-          onFinal: (f) => appendLine(finalPath, f),
-          onProgress: (stage, n, total, last) => {
-            if (quiet) return;
-            const base = stage === "edit" ? done.size : 0;
-            const bar = bars[stage] ??= new Progress(label[stage], base + total, base, { unit: "rec" });
-            if (n === 0) return;
-            const extra = last
-              ? `${
-                last.error
-                  ? "edit failed"
-                  : `rewrite ${((last.post.rewriteAcc?.[0] ?? NaN) * 100).toFixed(0)}%`
-              }`
-              : "";
-            bar.tick(base + n - bar.done, extra);
-            if (n === total) bar.finish();
-          },
-        });
+        await profiled(v.profile === true, model.net.devices, () =>
+          runProtocol(model, editor, items, {
+            protocol: info.protocol,
+            fluency,
+            done,
+            doneFinal,
+            onRecord: (r) => appendLine(resultsPath, r),
+            onFinal: (f) => appendLine(finalPath, f),
+            onProgress: (stage, n, total, last) => {
+              if (quiet) return;
+              const base = stage === "edit" ? done.size : 0;
+              const bar = bars[stage] ??= new Progress(label[stage], base + total, base, { unit: "rec" });
+              if (n === 0) return;
+              const extra = last
+                ? `${
+                  last.error
+                    ? "edit failed"
+                    : `rewrite ${((last.post.rewriteAcc?.[0] ?? NaN) * 100).toFixed(0)}%`
+                }`
+                : "";
+              bar.tick(base + n - bar.done, extra);
+              if (n === total) bar.finish();
+            },
+          }));
       } finally {
         editor.dispose();
         stats?.c.dispose();

@@ -6,11 +6,12 @@ import { loadModel } from "../model/load.ts";
 import { applyOverrides, loadHparams } from "../edit/hparams.ts";
 import { parseFlags, required, UsageError } from "./args.ts";
 import { statsFor } from "./edit.ts";
+import { profiled } from "./profile.ts";
 import { exportStatsNpz } from "../edit/covariance.ts";
 
 /** Usage text. */
 export const STATS_USAGE: string =
-  `keg stats --hparams <yaml> --model <dir|hub id> [--corpus FILES] [--layer L] [--samples N] [--export-npz F]
+  `keg stats --hparams <yaml> --model <dir|hub id> [--corpus FILES] [--layer L] [--samples N] [--export-npz F] [--profile]
   Computes C = E[k kᵀ] of the edit layer's keys over the corpus (cached; Ctrl-C saves progress and a rerun resumes).`;
 
 /** Runs the command. */
@@ -23,6 +24,7 @@ export async function statsCommand(args: string[]): Promise<void> {
     samples: { type: "string" },
     precision: { type: "string" },
     "export-npz": { type: "string" },
+    profile: { type: "boolean" },
   });
   let hp = await loadHparams(required("stats", v, "hparams"));
   const o: Record<string, unknown> = { mom2_adjustment: true };
@@ -34,7 +36,11 @@ export async function statsCommand(args: string[]): Promise<void> {
   if (!modelName) throw new UsageError("stats: --model is required (or model_name in the hparams)");
   const model = await loadModel(modelName, { precision: hp.precision, devices: hp.devices });
   try {
-    const s = await statsFor(model, hp, { corpus: v.corpus as string | undefined });
+    const { value: s } = await profiled(
+      v.profile === true,
+      model.net.devices,
+      () => statsFor(model, hp, { corpus: v.corpus as string | undefined }),
+    );
     console.log(`layer ${hp.layers[0]}: ${s!.count} keys → ${s!.path}`);
     if (v["export-npz"]) {
       await exportStatsNpz(s!, String(v["export-npz"]));

@@ -5,6 +5,7 @@
  * can collide). Long runs save a partial state every few seconds (write-then-rename) and resume from it.
  * @module
  */
+import { profileStage } from "../gpu/profile.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { covarianceAccumulate } from "../ops/covariance.ts";
 import { scale } from "../ops/elementwise.ts";
@@ -166,6 +167,7 @@ async function savePartial(path: string, c: Tensor, count: number, next: number,
  * a partial run when one exists).
  */
 export async function collectStats(model: LoadedModel, o: StatsOptions): Promise<Stats> {
+  profileStage("stats");
   const tok = model.tokenizer;
   if (!tok) throw new Error(`${model.dir}: statistics need a tokenizer`);
   const net = model.net;
