@@ -79,6 +79,9 @@ function slowAdapterWarning(gpu: Gpu, opts: GpuOptions): void {
   console.error(`keg warning (${gpu.label}): ${GL_ADAPTER_HELP}`);
 }
 
+/** One binding of a dispatch: a whole buffer, a buffer range, a texture view, or none (skipped). */
+export type Binding = GPUBuffer | GPUBufferBinding | GPUTextureView | null;
+
 /** A cached bind group and the buffers it binds. */
 interface BindEntry {
   group: GPUBindGroup;
@@ -370,14 +373,14 @@ export class Gpu {
   /**
    * Records one compute dispatch into the current batch (many dispatches share one compute pass).
    * `uniforms` (u32/f32 words) become binding 0 when given; `buffers` follow in binding order (`null`
-   * skips a binding the entry point does not use). Bind groups and their uniform buffers are cached by
+   * skips a binding the entry point does not use; a texture view binds a texture). Bind groups and their uniform buffers are cached by
    * (pipeline, buffers, uniform words), so a repeated dispatch costs a map lookup. Nothing runs until
    * {@link flush} or a readback.
    */
   dispatch(
     op: string,
     pipeline: GPUComputePipeline,
-    buffers: (GPUBuffer | GPUBufferBinding | null)[],
+    buffers: Binding[],
     workgroups: [number, number?, number?],
     uniforms?: Uint32Array,
   ): void {
@@ -394,7 +397,10 @@ export class Gpu {
     this.#counters.dispatches++;
     if (this.#capture) {
       this.#capture.commands.push({ kind: "dispatch", op, pipeline, group, x, y, z });
-      for (const b of buffers) if (b) this.#capture.touch(b instanceof GPUBuffer ? b : b.buffer);
+      for (const b of buffers) {
+        if (b instanceof GPUBuffer) this.#capture.touch(b);
+        else if (b && !(b instanceof GPUTextureView)) this.#capture.touch(b.buffer);
+      }
     }
     if (this.#encoderOps.length >= BATCH_OPS) this.flush();
   }
@@ -644,13 +650,14 @@ export class Gpu {
   #bindGroup(
     op: string,
     pipeline: GPUComputePipeline,
-    buffers: (GPUBuffer | GPUBufferBinding | null)[],
+    buffers: Binding[],
     uniforms?: Uint32Array,
   ): GPUBindGroup {
     let key = `${this.#id(pipeline)}|${uniforms ? uniforms.join(",") : "-"}`;
     for (const b of buffers) {
       if (!b) key += "|_";
       else if (b instanceof GPUBuffer) key += `|${this.#id(b)}`;
+      else if (b instanceof GPUTextureView) key += `|t${this.#id(b)}`;
       else key += `|${this.#id(b.buffer)}@${b.offset ?? 0}+${b.size ?? "all"}`;
     }
     const hit = this.#groups.get(key);
@@ -679,6 +686,10 @@ export class Gpu {
     for (const b of buffers) {
       const at = binding++;
       if (!b) continue;
+      if (b instanceof GPUTextureView) {
+        entries.push({ binding: at, resource: b });
+        continue;
+      }
       const buf = b instanceof GPUBuffer ? b : b.buffer;
       used.push(buf);
       entries.push({ binding: at, resource: b instanceof GPUBuffer ? { buffer: b } : b });
