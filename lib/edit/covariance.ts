@@ -175,7 +175,7 @@ export async function collectStats(model: LoadedModel, o: StatsOptions): Promise
   const key = await statsKey(model, o, maxLength);
   const dir = o.dir ?? await cacheDir("stats");
   await Deno.mkdir(dir, { recursive: true });
-  const final = `${dir}/layer${o.layer}-${key}.safetensors`;
+  const final = statsCachePath(dir, o.layer, key);
   const partial = `${dir}/layer${o.layer}-${key}.partial.safetensors`;
   if (!o.force) {
     try {
@@ -185,10 +185,63 @@ export async function collectStats(model: LoadedModel, o: StatsOptions): Promise
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
   }
+  const seqs = await readCorpus(o.corpus, o.nSamples);
+  const { sum: c, count } = await accumulateKeys(model, o, seqs, [0, seqs.length], partial, key, maxLength);
+  await scale(c, 1 / count);
+  const data = await c.read();
+  const d = net.config.intermediateSize;
+  await writeSafetensors(
+    final,
+    [{ name: "mom2", dtype: "F32", shape: [d, d], data }],
+    statsMetadata(model, o, maxLength, count),
+  );
+  await Deno.remove(partial).catch(() => {});
+  return { c, count, source: "computed", path: final };
+}
+
+/** @internal The cache file of a layer's C for a statistics key. */
+export function statsCachePath(dir: string, layer: number, key: string): string {
+  return `${dir}/layer${layer}-${key}.safetensors`;
+}
+
+/** @internal The metadata of a cached C (and, with shard fields added, of a shard's sums). */
+export function statsMetadata(
+  model: LoadedModel,
+  o: StatsOptions,
+  maxLength: number,
+  count: number,
+): Record<string, string> {
+  return {
+    count: String(count),
+    layer: String(o.layer),
+    model: model.fingerprint,
+    corpus: o.corpus.join(","),
+    n_samples: String(o.nSamples),
+    max_length: String(maxLength),
+  };
+}
+
+/**
+ * @internal Accumulates Σ k kᵀ (not divided) over the keys of `seqs[range[0]..range[1])` in batches of
+ * `o.batchSize` counted from `range[0]`, saving a partial state at `partial` every few seconds and on
+ * abort (and resuming from it when its key matches). Returns the sum on the layer's device and the count.
+ */
+export async function accumulateKeys(
+  model: LoadedModel,
+  o: StatsOptions,
+  seqs: readonly string[],
+  range: [number, number],
+  partial: string,
+  key: string,
+  maxLength: number,
+): Promise<{ sum: Tensor; count: number }> {
+  const tok = model.tokenizer;
+  if (!tok) throw new Error(`${model.dir}: statistics need a tokenizer`);
+  const net = model.net;
   const d = net.config.intermediateSize;
   const gpu = net.deviceOf(o.layer);
-  const seqs = await readCorpus(o.corpus, o.nSamples);
-  let c: Tensor, count = 0, next = 0;
+  const [start, end] = range;
+  let c: Tensor, count = 0, next = start;
   try {
     const f = await openSafetensors(partial);
     try {
@@ -203,10 +256,9 @@ export async function collectStats(model: LoadedModel, o: StatsOptions): Promise
   }
   const bs = o.batchSize ?? 32;
   let lastSave = performance.now();
-  while (next < seqs.length) {
-    const chunk = seqs.slice(next, next + bs).map((s) => tok.encode(s).slice(0, maxLength)).filter((s) =>
-      s.length
-    );
+  while (next < end) {
+    const chunk = seqs.slice(next, Math.min(end, next + bs)).map((s) => tok.encode(s).slice(0, maxLength))
+      .filter((s) => s.length);
     if (chunk.length) {
       const b = padBatch(chunk);
       const rows: number[] = [];
@@ -220,33 +272,22 @@ export async function collectStats(model: LoadedModel, o: StatsOptions): Promise
       keys!.dispose();
       count += rows.length;
     }
-    next = Math.min(seqs.length, next + bs);
-    o.onProgress?.(next, seqs.length, count);
+    next = Math.min(end, next + bs);
+    o.onProgress?.(next - start, end - start, count);
     const due = performance.now() - lastSave > (o.saveEvery ?? 10) * 1000;
-    if (o.signal?.aborted || (due && next < seqs.length)) {
+    if (o.signal?.aborted || (due && next < end)) {
       await savePartial(partial, c, count, next, key);
       lastSave = performance.now();
       if (o.signal?.aborted) {
         c.dispose();
         throw new DOMException(
-          `statistics interrupted at ${next}/${seqs.length} sequences; rerun to resume`,
+          `statistics interrupted at ${next - start}/${end - start} sequences; rerun to resume`,
           "AbortError",
         );
       }
     }
   }
-  await scale(c, 1 / count);
-  const data = await c.read();
-  await writeSafetensors(final, [{ name: "mom2", dtype: "F32", shape: [d, d], data }], {
-    count: String(count),
-    layer: String(o.layer),
-    model: model.fingerprint,
-    corpus: o.corpus.join(","),
-    n_samples: String(o.nSamples),
-    max_length: String(maxLength),
-  });
-  await Deno.remove(partial).catch(() => {});
-  return { c, count, source: "computed", path: final };
+  return { sum: c, count };
 }
 
 /** Writes statistics as the reference ROME code's `.npz` (`mom2.mom2` f32, `mom2.count` i64). */

@@ -11,6 +11,7 @@ export * from "./k_star.ts";
 export * from "./v_star.ts";
 export * from "./update.ts";
 export * from "./covariance.ts";
+export * from "./stats_shards.ts";
 export * from "./rome.ts";
 export * from "./edits_io.ts";
 export * from "./api.ts";

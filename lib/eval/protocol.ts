@@ -26,7 +26,7 @@ import { GpuError } from "../gpu/errors.ts";
 import type { LoadedModel } from "../model/load.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { padBatch, type Transformer } from "../model/transformer.ts";
-import { scoreTargets, type TargetScore } from "../model/score.ts";
+import { scoreTargets, type TargetScore, topNext } from "../model/score.ts";
 import type { EditResult, EditTimings, RomeEditor } from "../edit/rome.ts";
 import type { EditRequest as EditorRequest } from "../edit/request.ts";
 import { sampleTopK } from "../model/generate.ts";
@@ -61,12 +61,27 @@ export const DEFAULT_FLUENCY: FluencyOptions = { maxLength: 100, topK: 5, seed: 
 /** Argmax ids at the target positions of each locality prompt, per locality key. */
 export type LocalityIds = Record<string, number[][]>;
 
+/** One of the model's top next-token predictions after the rewrite prompt. */
+export interface TopToken {
+  /** Token id. */
+  id: number;
+  /** Its probability (softmax of the next-token logits). */
+  prob: number;
+  /** The decoded token. */
+  text: string;
+}
+
+/** How many top next tokens each phase records after the rewrite prompt. */
+export const TOP_K = 5;
+
 /** One evaluated phase of a record. */
 export interface PhaseEval {
   /** The metrics, in lib/eval/metrics.ts's layout. */
   metrics: PhaseMetrics;
   /** Argmax ids of the locality prompts (what a later phase's locality is measured against). */
   localityIds: LocalityIds;
+  /** The top {@link TOP_K} next tokens after the rewrite prompt. */
+  top: TopToken[];
 }
 
 /** Options of {@link evaluatePhase}. */
@@ -161,6 +176,8 @@ export interface RecordResult {
   localityPre?: LocalityIds;
   /** Sequential runs: the applied deltas (a resumed run re-applies them). */
   deltas?: SavedDelta[];
+  /** Top next tokens after the rewrite prompt per phase (absent in results written before keg recorded them). */
+  topK?: { pre: TopToken[]; post: TopToken[]; final?: TopToken[] };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -277,6 +294,7 @@ export async function evaluatePhase(
     : [];
 
   await set.run(model.net, opts.batchRows ?? 64);
+  const top = (await topNext(model.net, tok, [rewrite], TOP_K))[0];
 
   const m: PhaseMetrics = {};
   if (rwNew >= 0) m.rewriteAcc = [set.acc(rwNew)];
@@ -327,7 +345,7 @@ export async function evaluatePhase(
     });
     m.ngramEntropy = nGramEntropy(texts);
   }
-  return { metrics: m, localityIds };
+  return { metrics: m, localityIds, top };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -545,6 +563,8 @@ export interface FinalResult {
   editsApplied: number;
   /** The metrics on the final model. */
   final: PhaseMetrics;
+  /** Top next tokens after the rewrite prompt on the final model. */
+  topK?: TopToken[];
 }
 
 /** Where the protocol is in a run (for progress). */
@@ -677,7 +697,13 @@ export async function runProtocol(
   if (todo.length) progress("final", 0, todo.length);
   for (const [k, { index, record }] of todo.entries()) {
     const fin = await evaluatePhase(model, record, { ...phase, reference: localityPre.get(index) });
-    await opts.onFinal?.({ index, caseId: record.caseId, editsApplied: sorted.length, final: fin.metrics });
+    await opts.onFinal?.({
+      index,
+      caseId: record.caseId,
+      editsApplied: sorted.length,
+      final: fin.metrics,
+      topK: fin.top,
+    });
     progress("final", k + 1, todo.length);
   }
 }
@@ -703,6 +729,7 @@ function resultOf(
     time: extra.time,
     evalSeconds: extra.evalSeconds,
     memory: extra.memory,
+    topK: { pre: pre.top, post: post.top },
   };
   if (edits.error !== undefined) r.error = edits.error;
   return r;

@@ -184,7 +184,10 @@ export function attachFinal(
   return [...results].sort((a, b) => a.index - b.index).map((r) => {
     const f = byIndex.get(r.index);
     const { final: _old, ...rest } = r;
-    return f ? { ...rest, final: f.final } : rest;
+    if (!f) return rest;
+    const out: RecordResult = { ...rest, final: f.final };
+    if (f.topK && rest.topK) out.topK = { ...rest.topK, final: f.topK };
+    return out;
   });
 }
 
