@@ -40,6 +40,7 @@ import { intFlag, parseFlags, required, UsageError } from "./args.ts";
 import { profiled } from "./profile.ts";
 import { statsFor } from "./edit.ts";
 import { Progress } from "./progress.ts";
+import { parseShardFlag } from "./shard.ts";
 
 /** Usage text. */
 export const EVAL_USAGE: string =
@@ -51,7 +52,9 @@ export const EVAL_USAGE: string =
   --precision P       f32 | f16 | mixed (default: the hparams' precision)
   --sequential        keep every edit (then re-evaluate all records on the final model); default: each
                       edit is evaluated and undone (EasyEdit's default)
-  --shard i/n         only records with index % n == i (combine with \`keg eval merge\`; not with --sequential)
+  --shard i/n         only records with index % n == i (combine with \`keg eval merge\`; not with --sequential);
+                      auto: from a SLURM array task (SLURM_ARRAY_TASK_ID/COUNT) or, as auto/N, a
+                      Kubernetes Indexed Job (JOB_COMPLETION_INDEX)
   --stats FILE        covariance statistics (safetensors mom2 [+ count]) instead of computing them
   --corpus FILES      comma-separated text files for computing the statistics (default: stats_corpus)
   --set k=v,…         override hparams keys, e.g. --set v_num_grad_steps=5,context_template_length_params=[[5,5]]
@@ -66,13 +69,9 @@ keg eval merge --out DIR SHARD_DIR…    combine the shards of one run into DIR 
 keg eval report --out DIR [--compare DIRS]   re-render DIR's summary and report (DIR may hold only runs
                                        in subdirectories: then the report compares them)`;
 
-/** Parses `i/n`. */
+/** Parses `--shard` (`i/n`, `auto`, `auto/N`; see lib/cli/shard.ts) from the process environment. */
 export function parseShard(s: string): { index: number; count: number } {
-  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
-  if (!m) throw new UsageError(`eval: --shard expects i/n (e.g. 0/4), got ${JSON.stringify(s)}`);
-  const index = Number(m[1]), count = Number(m[2]);
-  if (count < 1 || index >= count) throw new UsageError(`eval: --shard ${s}: need 0 ≤ i < n`);
-  return { index, count };
+  return parseShardFlag("eval", s);
 }
 
 /** Splits `k=v,k=[[5,5]],…` on the commas outside brackets into an overrides object (values as text). */
