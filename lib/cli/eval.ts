@@ -66,8 +66,10 @@ export const EVAL_USAGE: string =
   --profile           GPU time per op and stage (timestamp queries), dispatch and readback counts
 
 keg eval merge --out DIR SHARD_DIR…    combine the shards of one run into DIR (summary as one run)
-keg eval report --out DIR [--compare DIRS]   re-render DIR's summary and report (DIR may hold only runs
-                                       in subdirectories: then the report compares them)`;
+keg eval report --out DIR [--compare DIRS] [RUN_DIR…]   re-render DIR's summary and report (DIR may hold
+                                       only runs in subdirectories: then the report compares them); with
+                                       RUN_DIRs, DIR/report.html puts exactly those runs side by side
+                                       (paired per-record differences with bootstrap intervals)`;
 
 /** Parses `--shard` (`i/n`, `auto`, `auto/N`; see lib/cli/shard.ts) from the process environment. */
 export function parseShard(s: string): { index: number; count: number } {
@@ -159,8 +161,8 @@ export async function writeOutputs(dir: string, run: RunData | null, compare: Ru
   return md;
 }
 
-async function comparisons(out: string, list: string[]): Promise<RunData[]> {
-  const dirs = [...list, ...(await subRuns(out))];
+async function comparisons(out: string, list: string[], withSubRuns = true): Promise<RunData[]> {
+  const dirs = [...list, ...(withSubRuns ? await subRuns(out) : [])];
   const seen = new Set<string>();
   const runs: RunData[] = [];
   for (const d of dirs) {
@@ -478,19 +480,42 @@ async function mergeCommand(args: string[]): Promise<void> {
   console.error(`merged ${shards.length} shards (${results.length} records) into ${out}`);
 }
 
-/** `keg eval report --out DIR [--compare DIRS]`. */
+/** `keg eval report --out DIR [--compare DIRS] [RUN_DIR…]`. */
 async function reportCommand(args: string[]): Promise<void> {
-  const v = parseFlags("eval report", args, { out: { type: "string" }, compare: { type: "string" } });
+  let v: Record<string, unknown>, positionals: string[];
+  try {
+    ({ values: v, positionals } = parseArgs({
+      args,
+      options: { out: { type: "string" }, compare: { type: "string" } },
+      allowPositionals: true,
+      strict: true,
+    }));
+  } catch (e) {
+    throw new UsageError(`eval report: ${(e as Error).message}`);
+  }
   const out = required("eval report", v, "out").replace(/\/+$/, "");
   const hasRun = (await readInfo(out)) !== null ||
     (await readJsonl(`${out}/${RUN_FILES.results}`)).values.length > 0;
   const own = hasRun ? await readRunDir(out) : null;
-  const others = await comparisons(out, splitList(v.compare));
+  // runs named on the command line, in that order (each must be a run); else --compare and subdirectories
+  for (const d of positionals) {
+    if (!(await readInfo(d)) && !(await readJsonl(`${d}/${RUN_FILES.results}`)).values.length) {
+      throw new Error(
+        `eval report: ${d} is not a keg eval run (no ${RUN_FILES.run}, no ${RUN_FILES.results})`,
+      );
+    }
+  }
+  const others = positionals.length
+    ? await comparisons(out, [...positionals, ...splitList(v.compare)], false)
+    : await comparisons(out, splitList(v.compare));
   if (!own && !others.length) throw new Error(`${out}: no run here and no runs in its subdirectories`);
+  await Deno.mkdir(out, { recursive: true });
   const md = await writeOutputs(out, own, others);
   if (md) console.log(md);
   console.error(
-    `wrote ${out}/${RUN_FILES.report}${own ? `, ${RUN_FILES.summaryJson}, ${RUN_FILES.summaryMd}` : ""}`,
+    `wrote ${out}/${RUN_FILES.report}${own ? `, ${RUN_FILES.summaryJson}, ${RUN_FILES.summaryMd}` : ""} (${
+      (own ? 1 : 0) + others.length
+    } runs)`,
   );
 }
 

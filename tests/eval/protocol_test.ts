@@ -104,6 +104,12 @@ Deno.test({
         );
         assert.ok(r.memory[0].peakBytes > 0 && r.time > 0);
         assert.ok(r.post.locality?.neighborhood?.length === 1);
+        // the top-5 next tokens after the rewrite prompt, before and after the edit, most likely first
+        for (const top of [r.topK?.pre, r.topK?.post]) {
+          assert.equal(top?.length, 5, `record ${r.index} top-5`);
+          assert.ok(top!.every((t, i) => i === 0 || t.prob <= top![i - 1].prob));
+          assert.ok(top!.reduce((a, t) => a + t.prob, 0) <= 1 + 1e-6);
+        }
       }
 
       // killed: a real process (through lib/cli/main.ts) killed after ≥ 8 records, then a torn line
@@ -157,8 +163,8 @@ Deno.test({
       for (
         const title of [
           "Pre vs post edit",
-          "post rewrite_acc per record",
-          "Running mean over the first k edits",
+          "Pass/fail per record and metric",
+          "Per edit (20)",
         ]
       ) {
         assert.ok(html.includes(title), title);

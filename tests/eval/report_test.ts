@@ -179,7 +179,7 @@ Deno.test("renderMarkdown: EasyEdit layout and ROME's ES/PS/NS/S", () => {
   assert.match(md, /\| post \| 50\.00 \| 25\.00 \| 77\.78 \| – \|/);
   assert.match(md, /\| phase \| ES \| PS \| NS \| S \| EM \| PM \| NM \| GE \|/);
   assert.match(md, /\| post \| 33\.33 \| 0\.00 \| 50\.00 \| 0\.00 \|/);
-  assert.match(md, /\| 3 \| 0 \| 0 \| 0 \| 5\.000 \/ 6\.000 \|/);
+  assert.match(md, /\| 3 \| 0 \| 0 \| 0 \| 5\.000 \/ 6\.000 \/ 7\.000 \|/);
 });
 
 Deno.test("svgHistogram / svgBarChart: bins count what falls in them; text is escaped", () => {
@@ -243,17 +243,22 @@ Deno.test("renderHtml: self-contained, charts per run, runs side by side, subjec
   assert.ok(!/<script|<link|src=/.test(one), "no scripts, no external resources");
   for (
     const t of [
-      "Pre vs post edit (%)",
-      "post rewrite_acc per record",
+      "Pre vs post edit (mean, %, 95 % CI)",
+      "Pass/fail per record and metric (post-edit)",
       "division factor k·u",
-      "Running mean over the first k edits",
+      "Per edit (3)",
     ]
   ) {
     assert.ok(one.includes(t), t);
   }
+  assert.ok(
+    !one.includes("Running mean over the first k edits"),
+    "no sequential curves for independent runs",
+  );
   assert.ok(!one.includes("Runs side by side"));
   const two = renderHtml([a, b]);
   assert.ok(two.includes("Runs side by side") && two.includes("Post-edit metrics by run (%)"));
+  assert.ok(two.includes("Per record, paired (2 records in every run)"));
   assert.ok(two.includes("cf (f16, independent)") && two.includes("cf (f32, independent)"));
   assert.ok((two.match(/<svg /g) ?? []).length > (one.match(/<svg /g) ?? []).length);
   assert.throws(() => renderHtml([]), RangeError);
@@ -337,6 +342,19 @@ Deno.test("keg eval report: re-renders a run and compares runs found in subdirec
     assert.ok((await Deno.readTextFile(`${tmp}/cmp/f32/${RUN_FILES.report}`)).includes("Runs side by side"));
     assert.match(await Deno.readTextFile(`${tmp}/cmp/f32/${RUN_FILES.summaryMd}`), /\| post \| 50\.00 \|/);
     await assert.rejects(() => evalCommand(["report", "--out", `${tmp}/nothing`]), /no run here/);
+    // runs named on the command line, side by side in a new folder, in the order given
+    await evalCommand(["report", "--out", `${tmp}/side`, `${tmp}/cmp/f16`, `${tmp}/cmp/f32`]);
+    const side = await Deno.readTextFile(`${tmp}/side/${RUN_FILES.report}`);
+    assert.ok(
+      side.indexOf('<b>A</b>: <a href="#run0">f16') > 0 && side.includes('<b>B</b>: <a href="#run1">f32'),
+    );
+    assert.ok(side.includes("B − A<br>") && side.includes("Per record, paired (3 records in every run)"));
+    await assert.rejects(() => Deno.stat(`${tmp}/side/${RUN_FILES.summaryJson}`), Deno.errors.NotFound);
+    await assert.rejects(
+      () => evalCommand(["report", "--out", `${tmp}/side2`, `${tmp}/cmp/f32`, `${tmp}/nothing`]),
+      /nothing is not a keg eval run/,
+    );
+    await assert.rejects(() => Deno.stat(`${tmp}/side2`), Deno.errors.NotFound);
   } finally {
     console.log = log;
     console.error = err;
