@@ -191,7 +191,7 @@ function perEditTable(run: RunData): string {
       "status",
     ],
     rows,
-    { tall: true, leftCols: [1, 2, 15] },
+    { tall: true, leftCols: [1, 2, 5, 6, 15] },
   );
 }
 

@@ -271,7 +271,7 @@ export interface HistogramOptions {
  * count printed on it.
  */
 export function svgHistogram(title: string, values: readonly number[], opts: HistogramOptions = {}): string {
-  const W = 360, H = 230, L = 44, R = 12, T = 30, B = 52;
+  const W = 360, H = 230, L = 44, R = 22, T = 30, B = 52;
   const v = values.filter(Number.isFinite);
   const bins = opts.bins ?? 10;
   let [lo, hi] = opts.domain ?? (v.length ? [Math.min(...v), Math.max(...v)] : [0, 1]);
@@ -279,7 +279,7 @@ export function svgHistogram(title: string, values: readonly number[], opts: His
   const counts = new Array(bins).fill(0);
   for (const x of v) counts[Math.min(bins - 1, Math.max(0, Math.floor(((x - lo) / (hi - lo)) * bins)))]++;
   const ticks = niceTicks(Math.max(1, ...counts), 3).filter((t) => Number.isInteger(t));
-  const cMax = Math.max(1, ...counts, ...ticks);
+  const cMax = 1.12 * Math.max(1, ...counts, ...ticks); // headroom for the printed counts
   const bw = (W - L - R) / bins;
   const Y = (c: number) => H - B - ((H - T - B) * c) / cMax;
   const na = opts.missing ? `, ${opts.missing} n/a` : "";
