@@ -10,18 +10,8 @@
  */
 import type { RecordResult, TopToken } from "./protocol.ts";
 import type { RunData } from "./results.ts";
-import { bootstrapMean, type Interval, type Item, pairedBootstrap } from "./bootstrap.ts";
-import {
-  HEADLINE,
-  headlineIntervals,
-  type HeadlineMetric,
-  metricItem,
-  type Phase,
-  phaseOf,
-  recordValues,
-  running,
-} from "./summary.ts";
-import { diagnosticsTable, easyEditTable, num, romeTable, type Table } from "./tables.ts";
+import { HEADLINE, type Phase, phaseOf, recordValues, running } from "./summary.ts";
+import { diagnosticsTable, easyEditTable, num, romeTable } from "./tables.ts";
 import {
   escapeHtml,
   type HeatRow,
@@ -32,80 +22,8 @@ import {
   svgHistogram,
   svgLineChart,
 } from "./svg.ts";
-
-const CSS = `*{box-sizing:border-box}
-body{font:15px/1.5 system-ui,sans-serif;margin:24px auto;max-width:1240px;color:#222;padding:0 14px}
-h1{font-size:22px;overflow-wrap:anywhere}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;overflow-wrap:anywhere}
-h3{font-size:15px;margin:22px 0 6px}code{overflow-wrap:anywhere;font-size:13px}
-.scroll{overflow-x:auto;max-width:100%;-webkit-overflow-scrolling:touch;margin:6px 0 14px}
-.scroll.tall{max-height:80vh;overflow-y:auto}
-table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:3px 7px;text-align:right;vertical-align:top}
-th{background:#f4f4f4;position:sticky;top:0}th:first-child,td:first-child{text-align:left}
-td.l,th.l{text-align:left}.meta{color:#555;overflow-wrap:anywhere}.note{color:#555;font-size:13px;max-width:900px}
-.sw{display:inline-block;width:.8em;height:.8em;margin-right:.35em;border:1px solid #555;vertical-align:-1px}
-.ci{color:#555;font-size:12px;white-space:nowrap}.pass{color:#1a7f37;white-space:nowrap}.fail{color:#b42318;white-space:nowrap}
-.na{color:#888;font-style:italic}.warn{color:#a40}mark{background:#ffe58a;padding:0 1px}
-.top{font-size:12px;text-align:left;white-space:nowrap}.top li{list-style:none}.top ol{margin:0;padding:0}
-.nw{white-space:nowrap}code.tok{white-space:pre;background:#f6f6f6;font-size:12px}
-.prompt{min-width:220px;max-width:340px;text-align:left}
-.charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
-.chart{width:100%;height:auto;max-width:max-content;background:#fff;border:1px solid #eee}
-.chart .title{font-size:14px;font-weight:600}.chart .tick{font-size:12px;fill:#333}.chart .axis-title{font-size:12px;fill:#333}
-.chart .val{font-size:11px;fill:#111}.chart .na{font-size:11px;fill:#888;font-style:italic}.chart .short{font-size:10px;fill:#555}
-.chart .grid{stroke:#eee}.chart .axis{stroke:#888}.chart .zero{stroke:#111;stroke-width:3}.chart .whisker{stroke:#111;stroke-width:1.2;fill:none}
-.chart .cell{font-size:12px;fill:#222}.chart .cell-dark{font-size:12px;fill:#fff;font-weight:600}.chart .warn{fill:#a40}
-@media (max-width:600px){body{font-size:14px;margin:12px auto;padding:0 8px}th,td{padding:2px 5px}}
-@media print{.scroll,.scroll.tall{overflow:visible;max-height:none}th{position:static}}`;
-
-/** A table in a horizontal scroll container; cells are HTML already (escape before). */
-function table(head: string[], rows: string[][], opts: { tall?: boolean; leftCols?: number[] } = {}): string {
-  const l = new Set(opts.leftCols ?? []);
-  const cls = (i: number) => (l.has(i) ? ' class="l"' : "");
-  return `<div class="scroll${opts.tall ? " tall" : ""}"><table><thead><tr>${
-    head.map((h, i) => `<th${cls(i)}>${h}</th>`).join("")
-  }</tr></thead><tbody>${
-    rows.map((r) => `<tr>${r.map((c, i) => `<td${cls(i)}>${c}</td>`).join("")}</tr>`).join("")
-  }</tbody></table></div>`;
-}
-
-function textTable(t: Table): string {
-  return table(t.head.map(escapeHtml), t.rows.map((r) => r.map(escapeHtml)));
-}
-
-function swatch(m: string): string {
-  return `<span class="sw" style="background:${metricColor(m)}"></span>`;
-}
-
-/** "82.0 [65.0, 95.0]" for an interval in %. */
-function ciCell(iv: Interval | undefined, digits = 1): string {
-  if (!iv || !Number.isFinite(iv.value)) return `<span class="na">n/a</span>`;
-  return `${iv.value.toFixed(digits)}<br><span class="ci">[${iv.lo.toFixed(digits)}, ${
-    iv.hi.toFixed(digits)
-  }]</span>`;
-}
-
-/** A per-record 0..1 value as a mark: ✓ pass / ✗ fail / fraction / n/a. */
-function mark(v: number | undefined): string {
-  if (v === undefined || !Number.isFinite(v)) return `<span class="na">n/a</span>`;
-  if (v === 1) return `<span class="pass">✓ pass</span>`;
-  if (v === 0) return `<span class="fail">✗ fail</span>`;
-  return `${v.toFixed(2)}`;
-}
-
-function prob(nll: number | undefined): number | undefined {
-  return nll === undefined || !Number.isFinite(nll) ? undefined : Math.exp(-nll);
-}
-
-function pctText(p: number | undefined): string {
-  if (p === undefined) return `<span class="na">n/a</span>`;
-  return p >= 0.001 || p === 0 ? `${(100 * p).toFixed(1)}%` : `${(100 * p).toExponential(1)}%`;
-}
-
-/** P(new), P(true) on the rewrite prompt (per-token geometric-mean probability) of a phase. */
-function rewriteProbs(r: RecordResult, phase: Phase): { pNew?: number; pTrue?: number } {
-  const x = phaseOf(r, phase)?.rewritePromptsProbs?.[0];
-  return { pNew: prob(x?.targetNew), pTrue: prob(x?.targetTrue) };
-}
+import { ciCell, CSS, mark, pctText, rewriteProbs, swatch, table, textTable } from "./report_parts.ts";
+import { comparisonSection } from "./report_compare.ts";
 
 function topList(t: TopToken[] | undefined, targets: string[]): string {
   if (!t) return `<span class="na">not recorded</span>`;
@@ -390,139 +308,6 @@ function runSection(run: RunData, idx: number): string {
     perEditTable(run),
   );
   return out.join("\n");
-}
-
-/** The records of two runs that match (same index and case), as aligned lists. */
-function pairs(a: RunData, b: RunData): [RecordResult, RecordResult][] {
-  const byKey = new Map(b.results.map((r) => [`${r.index}:${r.caseId}`, r]));
-  return a.results.flatMap((r) => {
-    const o = byKey.get(`${r.index}:${r.caseId}`);
-    return o ? [[r, o] as [RecordResult, RecordResult]] : [];
-  });
-}
-
-/** Paired post-edit difference (b − a, in points) of a metric over the records both runs have it for. */
-function pairedDiff(p: [RecordResult, RecordResult][], m: HeadlineMetric): Interval | undefined {
-  const xa: Item[] = [], xb: Item[] = [];
-  for (const [a, b] of p) {
-    const ia = metricItem(a.post, m), ib = metricItem(b.post, m);
-    if (ia && ib) xa.push(ia), xb.push(ib);
-  }
-  if (!xa.length) return undefined;
-  const iv = pairedBootstrap(xa, xb);
-  return { value: 100 * iv.value, lo: 100 * iv.lo, hi: 100 * iv.hi, n: iv.n };
-}
-
-function diffCell(iv: Interval | undefined): string {
-  if (!iv || !Number.isFinite(iv.value)) return `<span class="na">n/a</span>`;
-  const sign = (x: number) => (x > 0 ? "+" : "") + x.toFixed(1);
-  const sure = iv.lo > 0 || iv.hi < 0 ? " <b>*</b>" : "";
-  return `${sign(iv.value)}${sure}<br><span class="ci">[${sign(iv.lo)}, ${sign(iv.hi)}] n=${iv.n}</span>`;
-}
-
-function comparisonSection(runs: RunData[]): string {
-  const letters = runs.map((_, i) => String.fromCharCode(65 + (i % 26)) + (i >= 26 ? String(i) : ""));
-  const post = runs.map((r) => headlineIntervals(r.results, "post"));
-  const metrics = [...HEADLINE, "S"].filter((m) => post.some((p) => p[m]));
-  const base = runs[0];
-  const paired = runs.slice(1).map((r) => pairs(base, r));
-  const head = [
-    "post-edit metric (%)",
-    ...runs.map((r, i) =>
-      `${letters[i]}: ${escapeHtml(r.label)}<br><span class="ci">mean [95 % CI] (n)</span>`
-    ),
-    ...runs.slice(1).map((_, i) => `${letters[i + 1]} − A<br><span class="ci">paired Δ [95 % CI]</span>`),
-  ];
-  const pc = (iv: Interval | undefined) =>
-    iv && Number.isFinite(iv.value)
-      ? `${(100 * iv.value).toFixed(1)}<br><span class="ci">[${(100 * iv.lo).toFixed(1)}, ${
-        (100 * iv.hi).toFixed(1)
-      }] (${iv.n})</span>`
-      : `<span class="na">n/a</span>`;
-  const rows = metrics.map((m) => [
-    `${swatch(m)}${escapeHtml(m)}`,
-    ...post.map((p) => pc(p[m])),
-    ...paired.map((p) => (m === "S" ? "–" : diffCell(pairedDiff(p, m as HeadlineMetric)))),
-  ]);
-  const secs = runs.map((r) => bootstrapMean(r.results.map((x) => x.time)));
-  rows.push([
-    "edit seconds",
-    ...secs.map((iv) =>
-      `${iv.value.toFixed(2)}<br><span class="ci">[${iv.lo.toFixed(2)}, ${iv.hi.toFixed(2)}] (${iv.n})</span>`
-    ),
-    ...paired.map(() => "–"),
-  ]);
-  rows.push([
-    "NaN fallbacks / failed",
-    ...runs.map((r) => `${r.summary.diagnostics.fallbacks} / ${r.summary.diagnostics.failed}`),
-    ...paired.map(() => "–"),
-  ]);
-
-  // per-record paired differences: P(new) after the edit and the ES/PS/NS marks, per run
-  const common = base.results.filter((r) =>
-    runs.slice(1).every((o) => o.results.some((x) => x.index === r.index && x.caseId === r.caseId))
-  );
-  const find = (run: RunData, r: RecordResult) =>
-    run.results.find((x) => x.index === r.index && x.caseId === r.caseId)!;
-  const recRows = common.map((r) => {
-    const cells = [String(r.index), escapeHtml(r.request.subject)];
-    const pA = rewriteProbs(r, "post").pNew;
-    runs.forEach((run) => {
-      const x = find(run, r), v = recordValues(x.post);
-      cells.push(
-        `${pctText(rewriteProbs(x, "post").pNew)}<br>${[v.ES, v.PS, v.NS].map(markShort).join(" ")}`,
-      );
-    });
-    runs.slice(1).forEach((run) => {
-      const pB = rewriteProbs(find(run, r), "post").pNew;
-      cells.push(pA === undefined || pB === undefined ? `<span class="na">n/a</span>` : signedPts(pB - pA));
-    });
-    return cells;
-  });
-  const recHead = [
-    "#",
-    "subject",
-    ...runs.map((_, i) => `${letters[i]}: P(new)<br><span class="ci">ES PS NS</span>`),
-    ...runs.slice(1).map((_, i) => `Δ P(new) ${letters[i + 1]} − A`),
-  ];
-  return [
-    `<h2 id="compare">Runs side by side</h2>`,
-    `<ul>${
-      runs.map((r, i) =>
-        `<li><b>${letters[i]}</b>: <a href="#run${i}">${
-          escapeHtml(r.label)
-        }</a> (${r.summary.num_cases} records)</li>`
-      ).join("")
-    }</ul>`,
-    table(head, rows),
-    `<p class="note">Paired Δ: the difference of the post-edit means over the records both runs evaluated (same index and case), with a paired percentile-bootstrap 95 % interval (2,000 resamples of those records, seed 0); <b>*</b> marks an interval that excludes 0.</p>`,
-    `<div class="charts">`,
-    svgBarChart(
-      "Post-edit metrics by run (%)",
-      runs.map((r) => r.label),
-      metrics.map((m) => ({
-        label: m,
-        values: post.map((p) => (p[m] ? 100 * p[m].value : undefined)),
-        intervals: post.map((p) => (p[m] ? [100 * p[m].lo, 100 * p[m].hi] as [number, number] : undefined)),
-      })),
-      { yMax: 100, unit: "%", yLabel: "mean over records (%)", colorBy: "group", seriesShort: letters },
-    ),
-    `</div>`,
-    `<h3>Per record, paired (${common.length} records in every run)</h3>`,
-    common.length
-      ? table(recHead, recRows, { tall: true, leftCols: [1] })
-      : `<p class="na">The runs share no records.</p>`,
-  ].join("\n");
-}
-
-function markShort(v: number | undefined): string {
-  if (v === undefined || !Number.isFinite(v)) return `<span class="na">n/a</span>`;
-  return v === 1 ? `<span class="pass">✓</span>` : v === 0 ? `<span class="fail">✗</span>` : v.toFixed(2);
-}
-
-function signedPts(d: number): string {
-  const t = `${d > 0 ? "+" : ""}${(100 * d).toFixed(1)} pts`;
-  return d > 0 ? `<span class="pass">${t}</span>` : d < 0 ? `<span class="fail">${t}</span>` : t;
 }
 
 /**
