@@ -60,7 +60,7 @@ export function comparisonSection(runs: RunData[]): string {
       }] (${iv.n})</span>`
       : `<span class="na">n/a</span>`;
   const rows = metrics.map((m) => [
-    `${swatch(m)}${escapeHtml(m)}`,
+    `<span class="nw">${swatch(m)}${escapeHtml(m)}</span>`,
     ...post.map((p) => pc(p[m])),
     ...paired.map((p) => (m === "S" ? "–" : diffCell(pairedDiff(p, m as HeadlineMetric)))),
   ]);

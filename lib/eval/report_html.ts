@@ -124,7 +124,7 @@ function headlineTable(run: RunData, phases: Phase[]): string {
   const rows = metrics.map((m) => {
     const post = run.results.map((r) => recordValues(r.post)[m]).filter((x): x is number => x !== undefined);
     return [
-      `${swatch(m)}${escapeHtml(m)}`,
+      `<span class="nw">${swatch(m)}${escapeHtml(m)}</span>`,
       ...phases.map((p) => ciCell(ci[p]?.[m])),
       m === "S" || !post.length ? "–" : (100 * std(post)).toFixed(1),
       String(Math.max(...phases.map((p) => ci[p]?.[m]?.n ?? 0))),
