@@ -100,6 +100,7 @@ export function markShort(v: number | undefined): string {
 
 /** A difference of probabilities as signed percentage points, coloured by sign. */
 export function signedPts(d: number): string {
-  const t = `${d > 0 ? "+" : ""}${(100 * d).toFixed(1)} pts`;
-  return d > 0 ? `<span class="pass">${t}</span>` : d < 0 ? `<span class="fail">${t}</span>` : t;
+  const r = Math.round(1000 * d) / 10; // points, 1 decimal: what is printed decides the sign
+  const t = `${r > 0 ? "+" : ""}${r === 0 ? "0.0" : r.toFixed(1)} pts`;
+  return r > 0 ? `<span class="pass">${t}</span>` : r < 0 ? `<span class="fail">${t}</span>` : t;
 }
