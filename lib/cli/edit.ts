@@ -112,11 +112,12 @@ async function probe(
   return { acc, prob };
 }
 
-function describe(e: EditResult): string {
+function describe(result: EditResult): string {
+  const { applied: a, report: e } = result;
   const t = e.timings;
   const v = e.vSteps;
   return [
-    `  layer ${e.layer} (${e.weightName}), update ${e.update}, C ${
+    `  layer ${a.layer} (${a.weightName}), update ${e.update}, C ${
       e.mom2Adjustment ? "from statistics" : "= I"
     }`,
     `  v*: NLL ${v[0].nll.toFixed(3)} → ${v[v.length - 1].nll.toFixed(3)} in ${v.length} forwards, ‖δ‖ ${
@@ -220,27 +221,29 @@ export async function editCommand(args: string[]): Promise<void> {
     if (v.save) {
       const path = await saveEdits(
         String(v.save),
-        model,
-        v.independent ? results.slice(-1) : editor.history,
+        v.independent ? results.slice(-1).map((r) => r.applied) : editor.history,
         hp.raw,
       );
       console.error(`saved ${v.independent ? 1 : editor.history.length} edit(s) to ${path}`);
     }
     if (v.export) {
-      await exportCheckpoint(model, String(v.export), [...new Set(editor.history.map((e) => e.weightName))]);
+      await exportCheckpoint(model, String(v.export), editor.history);
       console.error(`wrote the edited checkpoint to ${v.export}`);
     }
     if (v.json) {
-      const plain = results.map((e) => ({
-        ...e,
+      const plain = results.map(({ applied: a, report: e }) => ({
+        request: a.requests[0],
+        layer: a.layer,
+        weightName: a.weightName,
+        update: e.update,
         rankOne: { divisionFactor: e.rankOne.divisionFactor },
-        kStar: undefined,
-        vBar: undefined,
-        kPrompt: undefined,
-        vPrompt: undefined,
-        targetInit: undefined,
-        delta: undefined,
-        vStar: undefined,
+        vSteps: e.vSteps,
+        targetIds: e.targetIds,
+        dWRel: e.dWRel,
+        mom2Adjustment: e.mom2Adjustment,
+        fallbacks: e.fallbacks,
+        warnings: e.warnings,
+        timings: e.timings,
       }));
       await Deno.writeTextFile(String(v.json), JSON.stringify(plain, null, 2));
     }

@@ -35,10 +35,12 @@ import {
   toJsonLine,
   uniqueByIndex,
 } from "../eval/report.ts";
-import { sha256Hex, writeFileAtomic } from "../util/fs.ts";
+import { type DirLock, lockDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
+import { readEdits, writeEditsFile } from "../edit/edits_io.ts";
 import { intFlag, parseFlags, required, UsageError } from "./args.ts";
 import { profiled } from "./profile.ts";
 import { statsFor } from "./edit.ts";
+import type { Stats } from "../edit/covariance.ts";
 import { Progress } from "./progress.ts";
 
 /** Usage text. */
@@ -173,6 +175,9 @@ async function comparisons(out: string, list: string[]): Promise<RunData[]> {
   return runs;
 }
 
+/** Subdirectory of a sequential run's per-record edits files. */
+const APPLIED_DIR = "applied";
+
 async function appendLine(path: string, value: unknown): Promise<void> {
   await Deno.writeTextFile(path, toJsonLine(value) + "\n", { append: true, create: true });
 }
@@ -255,13 +260,20 @@ export async function evalCommand(args: string[]): Promise<void> {
   }
   const dataSha = await sha256Hex(await Deno.readFile(dataPath));
 
-  const existing = await readInfo(out);
   const model = await loadModel(modelName, {
     precision: hp.precision,
     devices: (v.devices as string) ?? hp.devices,
   });
+  let lock: DirLock | null = null;
+  let editor: RomeEditor | null = null;
+  let stats: Stats | null = null;
   try {
     if (!model.tokenizer) throw new Error(`${model.dir} has no tokenizer; evaluation needs one`);
+    // the inputs, statistics and editor settings are checked before anything is written
+    stats = await statsFor(model, hp, { stats: v.stats as string, corpus: v.corpus as string });
+    editor = new RomeEditor(model, hp, { stats });
+    lock = await lockDir(out, `keg eval --out ${out}`);
+    const existing = await readInfo(out);
     const statsLabel = !hp.mom2Adjustment
       ? "identity (mom2_adjustment false)"
       : v.stats
@@ -334,18 +346,34 @@ export async function evalCommand(args: string[]): Promise<void> {
     }
 
     if (pending > 0 || (sequential && doneFinal.size < items.length)) {
-      const stats = await statsFor(model, hp, { stats: v.stats as string, corpus: v.corpus as string });
-      const editor = new RomeEditor(model, hp, { stats });
       const bars: Partial<Record<string, Progress>> = {};
       const label = { pre: "eval pre", edit: "eval", final: "eval final" } as const;
+      const ed = editor;
       try {
         await profiled(v.profile === true, model.net.devices, () =>
-          runProtocol(model, editor, items, {
+          runProtocol(model, ed, items, {
             protocol: info.protocol,
             fluency,
             done,
             doneFinal,
-            onRecord: (r) => appendLine(resultsPath, r),
+            onRecord: async (r, applied) => {
+              if (sequential) {
+                // the edits file first (atomic), then the line that refers to it: a kill in between only
+                // leaves a file that the rerun overwrites
+                r.appliedFile = `${APPLIED_DIR}/${String(r.index).padStart(6, "0")}.safetensors`;
+                await Deno.mkdir(`${out}/${APPLIED_DIR}`, { recursive: true });
+                await writeEditsFile(`${out}/${r.appliedFile}`, applied);
+              }
+              await appendLine(resultsPath, r);
+            },
+            loadApplied: async (r) => {
+              if (!r.appliedFile) {
+                throw new Error(
+                  `${resultsPath}: record ${r.index} has no appliedFile; the run cannot resume`,
+                );
+              }
+              return await readEdits(`${out}/${r.appliedFile}`, model);
+            },
             onFinal: (f) => appendLine(finalPath, f),
             onProgress: (stage, n, total, last) => {
               if (quiet) return;
@@ -365,18 +393,20 @@ export async function evalCommand(args: string[]): Promise<void> {
           }));
       } finally {
         editor.dispose();
-        stats?.c.dispose();
+        editor = null;
       }
     }
+    const run = await readRunDir(out);
+    const md = await writeOutputs(out, run, await comparisons(out, splitList(v.compare)));
+    if (!quiet) console.log(md);
+    if (!quiet) {
+      console.error(`wrote ${out}/${RUN_FILES.summaryJson}, ${RUN_FILES.summaryMd}, ${RUN_FILES.report}`);
+    }
   } finally {
+    editor?.dispose();
+    stats?.c.dispose();
     await model.dispose();
-  }
-
-  const run = await readRunDir(out);
-  const md = await writeOutputs(out, run, await comparisons(out, splitList(v.compare)));
-  if (!quiet) console.log(md);
-  if (!quiet) {
-    console.error(`wrote ${out}/${RUN_FILES.summaryJson}, ${RUN_FILES.summaryMd}, ${RUN_FILES.report}`);
+    lock?.release();
   }
 }
 

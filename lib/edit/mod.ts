@@ -12,5 +12,6 @@ export * from "./v_star.ts";
 export * from "./update.ts";
 export * from "./covariance.ts";
 export * from "./rome.ts";
+export * from "./applied.ts";
 export * from "./edits_io.ts";
 export * from "./api.ts";

@@ -32,3 +32,141 @@ export async function sha256Hex(data: string | Uint8Array): Promise<string> {
   const h = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(h), (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** Whether a process with this id runs on this machine (Linux /proc; elsewhere assumed alive). */
+export function pidAlive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    try {
+      Deno.statSync("/proc/self");
+      return false;
+    } catch {
+      return true;
+    }
+  }
+}
+
+function splitPath(path: string): [string, string] {
+  const p = path.replace(/\/+$/, "");
+  const i = p.lastIndexOf("/");
+  return i < 0 ? [".", p] : [p.slice(0, i) || "/", p.slice(i + 1)];
+}
+
+async function isEmptyDir(path: string): Promise<boolean | null> {
+  let st: Deno.FileInfo;
+  try {
+    st = await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  if (!st.isDirectory) throw new Error(`${path}: exists and is not a directory`);
+  for await (const _ of Deno.readDir(path)) return false;
+  return true;
+}
+
+/**
+ * Checks up front that `dir` can become a new directory of output (absent, or an empty directory) and that
+ * its parent is writable, so that a long computation does not end in "cannot write". `what` names the
+ * option in errors (e.g. "--export").
+ */
+export async function checkNewDir(dir: string, what: string): Promise<void> {
+  if ((await isEmptyDir(dir)) === false) throw new Error(`${what} ${dir}: needs an empty or new directory`);
+  const [parent] = splitPath(dir);
+  await checkWritableDir(parent, what);
+}
+
+/** Checks that files can be created in `dir` (created when missing): writes and removes a probe file. */
+export async function checkWritableDir(dir: string, what: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+    const probe = `${dir}/.keg-probe-${crypto.randomUUID().slice(0, 8)}`;
+    await Deno.writeFile(probe, new Uint8Array(0), { createNew: true });
+    await Deno.remove(probe);
+  } catch (e) {
+    throw new Error(`${what} ${dir}: cannot write there (${(e as Error).message})`);
+  }
+}
+
+/**
+ * Fills a new directory atomically: `fill` writes into a temporary sibling `<dir>.keg-tmp-<pid>-<random>`,
+ * which is renamed to `dir` when it returns. On failure the temporary directory is removed; a killed run's
+ * leftovers (whose process is gone) are removed by the next call. `dir` must be absent or empty.
+ */
+export async function writeDirAtomic(dir: string, fill: (tmp: string) => Promise<void>): Promise<void> {
+  const [parent, base] = splitPath(dir);
+  await Deno.mkdir(parent, { recursive: true });
+  for await (const e of Deno.readDir(parent)) {
+    const m = e.name.startsWith(`${base}.keg-tmp-`) ? /^(\d+)-/.exec(e.name.slice(base.length + 9)) : null;
+    if (m && e.isDirectory && !pidAlive(Number(m[1]))) {
+      await Deno.remove(`${parent}/${e.name}`, { recursive: true }).catch(() => {});
+    }
+  }
+  const empty = await isEmptyDir(dir);
+  if (empty === false) throw new Error(`${dir}: needs an empty or new directory`);
+  const tmp = `${parent}/${base}.keg-tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.mkdir(tmp);
+  try {
+    await fill(tmp);
+    if (empty) await Deno.remove(dir);
+    await Deno.rename(tmp, dir);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
+  }
+}
+
+/** An exclusive lock held on a directory (see {@link lockDir}). */
+export interface DirLock {
+  /** The lock file. */
+  path: string;
+  /** Releases the lock (the file stays, naming the last holder). */
+  release(): void;
+}
+
+/**
+ * Takes an exclusive lock on `dir` (created when missing) through `dir/.keg-lock`: an OS file lock (flock)
+ * on a file that records the holder's pid, command and start time. The OS drops the lock when its process
+ * dies, so a lock left by a killed run is stale and simply taken over; a live holder makes this throw an
+ * error naming its pid and start time.
+ */
+export async function lockDir(dir: string, command: string): Promise<DirLock> {
+  await Deno.mkdir(dir, { recursive: true });
+  const path = `${dir}/.keg-lock`;
+  const f = await Deno.open(path, { read: true, write: true, create: true });
+  let ok = false;
+  try {
+    if (!(await f.tryLock(true))) {
+      let holder = "another process";
+      try {
+        const h = JSON.parse(await Deno.readTextFile(path)) as {
+          pid?: number;
+          started?: string;
+          command?: string;
+        };
+        holder = `${h.command ?? "keg"} (pid ${h.pid}, started ${h.started})`;
+      } catch { /* being written */ }
+      throw new Error(
+        `${dir} is in use by ${holder}: two runs cannot write one directory; wait for it, stop it, or use another directory`,
+      );
+    }
+    await f.truncate(0);
+    const body = JSON.stringify({ pid: Deno.pid, command, started: new Date().toISOString() }) + "\n";
+    await f.write(new TextEncoder().encode(body));
+    ok = true;
+  } finally {
+    if (!ok) f.close();
+  }
+  return {
+    path,
+    release() {
+      try {
+        f.unlockSync();
+      } finally {
+        f.close();
+      }
+    },
+  };
+}
