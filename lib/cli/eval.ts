@@ -35,12 +35,14 @@ import {
   toJsonLine,
   uniqueByIndex,
 } from "../eval/report.ts";
-import { type DirLock, lockDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
+import { checkWritable, type DirLock, lockDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
 import { readEdits, writeEditsFile } from "../edit/edits_io.ts";
-import { intFlag, parseFlags, required, UsageError } from "./args.ts";
+import { intFlag, parseFlags, parseSet, required, UsageError } from "./args.ts";
 import { profiled } from "./profile.ts";
 import { statsFor } from "./edit.ts";
 import type { Stats } from "../edit/covariance.ts";
+import { checkEditSettings } from "../edit/checks.ts";
+import { checkRecordsFit } from "../eval/checks.ts";
 import { Progress } from "./progress.ts";
 
 /** Usage text. */
@@ -77,28 +79,7 @@ export function parseShard(s: string): { index: number; count: number } {
   return { index, count };
 }
 
-/** Splits `k=v,k=[[5,5]],…` on the commas outside brackets into an overrides object (values as text). */
-export function parseSet(s: string, command = "eval"): Record<string, string> {
-  const out: Record<string, string> = {};
-  let depth = 0, start = 0;
-  const parts: string[] = [];
-  for (let i = 0; i <= s.length; i++) {
-    const c = s[i];
-    if (c === "[" || c === "{") depth++;
-    else if (c === "]" || c === "}") depth--;
-    else if ((c === "," && depth === 0) || i === s.length) {
-      parts.push(s.slice(start, i));
-      start = i + 1;
-    }
-  }
-  for (const kv of parts) {
-    if (kv.trim() === "") continue;
-    const eq = kv.indexOf("=");
-    if (eq <= 0) throw new UsageError(`${command}: --set expects key=value pairs, got ${JSON.stringify(kv)}`);
-    out[kv.slice(0, eq).trim()] = kv.slice(eq + 1).trim();
-  }
-  return out;
-}
+export { parseSet } from "./args.ts";
 
 function splitList(v: unknown): string[] {
   return typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [];
@@ -270,6 +251,9 @@ export async function evalCommand(args: string[]): Promise<void> {
   try {
     if (!model.tokenizer) throw new Error(`${model.dir} has no tokenizer; evaluation needs one`);
     // the inputs, statistics and editor settings are checked before anything is written
+    checkEditSettings(model, hp);
+    checkRecordsFit(model, hp, records, dataPath);
+    await checkWritable(out, "--out", "dir");
     stats = await statsFor(model, hp, { stats: v.stats as string, corpus: v.corpus as string });
     editor = new RomeEditor(model, hp, { stats });
     lock = await lockDir(out, `keg eval --out ${out}`);

@@ -8,6 +8,7 @@ import { parseFlags, required, UsageError } from "./args.ts";
 import { statsFor } from "./edit.ts";
 import { profiled } from "./profile.ts";
 import { exportStatsNpz } from "../edit/covariance.ts";
+import { checkWritable } from "../util/fs.ts";
 
 /** Usage text. */
 export const STATS_USAGE: string =
@@ -34,6 +35,7 @@ export async function statsCommand(args: string[]): Promise<void> {
   hp = applyOverrides(hp, o);
   const modelName = (v.model as string | undefined) ?? hp.modelName;
   if (!modelName) throw new UsageError("stats: --model is required (or model_name in the hparams)");
+  if (v["export-npz"]) await checkWritable(String(v["export-npz"]), "--export-npz", "file");
   const model = await loadModel(modelName, { precision: hp.precision, devices: hp.devices });
   try {
     const { value: s } = await profiled(

@@ -21,6 +21,7 @@ import { computeKeyValues } from "./k_star.ts";
 import { computeVStar, type VStep } from "./v_star.ts";
 import { applyRankOne, computeUpdate, l2, type RankOne } from "./update.ts";
 import type { Stats } from "./covariance.ts";
+import { checkEditSettings, checkRequestFits } from "./checks.ts";
 import { type AppliedEdit, applyEdit, applyEdits, rankOneDelta, restoreWeights } from "./applied.ts";
 
 /** Wall-clock seconds per stage of one edit. */
@@ -93,13 +94,7 @@ export class RomeEditor {
     this.hp = hp;
     this.#stats = opts.stats ?? null;
     this.#templates = opts.templates ?? null;
-    if (hp.layers.length !== 1) {
-      throw new Error(`${hp.source}: layers: ROME edits one layer, got [${hp.layers}]`);
-    }
-    const L = hp.layers[0];
-    if (L < 0 || L >= model.config.numLayers) {
-      throw new Error(`${hp.source}: layers: layer ${L} outside 0..${model.config.numLayers - 1}`);
-    }
+    checkEditSettings(model, hp);
     if (hp.mom2Adjustment && !this.#stats) {
       throw new Error(`${hp.source}: mom2_adjustment is true but no covariance statistics were given`);
     }
@@ -157,8 +152,11 @@ export class RomeEditor {
     const hp = this.hp;
     const L = this.layer;
     const t0 = now();
+    const where = `request ${JSON.stringify(request.subject)}`;
+    checkRequestFits(this.model, hp, tok, request, where);
     profileStage("templates");
     const templates = await this.templates();
+    checkRequestFits(this.model, hp, tok, request, where, templates);
     const t1 = now();
     profileStage("k*");
     const prompt = request.prompt;

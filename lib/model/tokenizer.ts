@@ -370,6 +370,7 @@ function finish(
   if (addsBos && bosId === null) {
     throw new TokenizerError(`${dir}: add_bos_token is true but there is no bos_token`);
   }
+  if (vocabSize === 0) throw new TokenizerError(`${dir}: ${source}: the vocabulary is empty`);
   return {
     source,
     bosId,

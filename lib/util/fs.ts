@@ -68,26 +68,50 @@ async function isEmptyDir(path: string): Promise<boolean | null> {
 }
 
 /**
- * Checks up front that `dir` can become a new directory of output (absent, or an empty directory) and that
- * its parent is writable, so that a long computation does not end in "cannot write". `what` names the
- * option in errors (e.g. "--export").
+ * Checks up front, without creating anything, that output can be written at `path` (a directory for
+ * `kind: "dir"`, a file for `"file"`): what exists there has the right kind, and the nearest existing
+ * ancestor directory accepts a new file (probed with a file that is removed at once). `what` names the
+ * option in errors (e.g. "--save"), so that a long computation never ends in "cannot write".
  */
-export async function checkNewDir(dir: string, what: string): Promise<void> {
-  if ((await isEmptyDir(dir)) === false) throw new Error(`${what} ${dir}: needs an empty or new directory`);
-  const [parent] = splitPath(dir);
-  await checkWritableDir(parent, what);
-}
-
-/** Checks that files can be created in `dir` (created when missing): writes and removes a probe file. */
-export async function checkWritableDir(dir: string, what: string): Promise<void> {
+export async function checkWritable(
+  path: string,
+  what: string,
+  kind: "dir" | "file" | "new-dir",
+): Promise<void> {
+  const fail = (msg: string): never => {
+    throw new Error(`${what} ${path}: ${msg}`);
+  };
+  let st: Deno.FileInfo | null = null;
   try {
-    await Deno.mkdir(dir, { recursive: true });
-    const probe = `${dir}/.keg-probe-${crypto.randomUUID().slice(0, 8)}`;
-    await Deno.writeFile(probe, new Uint8Array(0), { createNew: true });
-    await Deno.remove(probe);
+    st = await Deno.stat(path);
   } catch (e) {
-    throw new Error(`${what} ${dir}: cannot write there (${(e as Error).message})`);
+    if (!(e instanceof Deno.errors.NotFound)) fail(`${(e as Error).message}`);
   }
+  if (st) {
+    if (kind === "file" && st.isDirectory) fail("is a directory");
+    if (kind !== "file" && !st.isDirectory) fail("exists and is not a directory");
+    if (kind === "new-dir" && (await isEmptyDir(path)) === false) fail("needs an empty or new directory");
+  }
+  let probeDir = kind === "file" || !st ? splitPath(path)[0] : path;
+  for (;;) {
+    try {
+      const s = await Deno.stat(probeDir);
+      if (!s.isDirectory) fail(`${probeDir} is not a directory`);
+      break;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      const up = splitPath(probeDir)[0];
+      if (up === probeDir) break;
+      probeDir = up;
+    }
+  }
+  const probe = `${probeDir}/.keg-probe-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    await Deno.writeFile(probe, new Uint8Array(0), { createNew: true });
+  } catch (e) {
+    fail(`cannot write in ${probeDir} (${(e as Error).message})`);
+  }
+  await Deno.remove(probe).catch(() => {});
 }
 
 /**
