@@ -85,7 +85,9 @@ export async function checkWritable(
   try {
     st = await Deno.stat(path);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) fail(`${(e as Error).message}`);
+    if (!(e instanceof Deno.errors.NotFound) && !(e instanceof Deno.errors.NotADirectory)) {
+      fail(`${(e as Error).message}`);
+    }
   }
   if (st) {
     if (kind === "file" && st.isDirectory) fail("is a directory");
@@ -99,7 +101,7 @@ export async function checkWritable(
       if (!s.isDirectory) fail(`${probeDir} is not a directory`);
       break;
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (!(e instanceof Deno.errors.NotFound) && !(e instanceof Deno.errors.NotADirectory)) throw e;
       const up = splitPath(probeDir)[0];
       if (up === probeDir) break;
       probeDir = up;
