@@ -185,8 +185,7 @@ Deno.test({
       for (const frac of [0.3, 0.55, 0.75, 0.9]) {
         const p = spawn(args(`${root}/killed`), env);
         await sleep(frac * T);
-        const killed = await p.kill();
-        if (!killed) assert.match(p.output(), /^$|/); // finished before the kill: still a valid state
+        await p.kill(); // a run that finished first leaves the new state, checked the same way
         seen.push(await checkEvalState(`${root}/killed`));
       }
       const fin = spawn(args(`${root}/killed`), env);
@@ -229,7 +228,7 @@ Deno.test({
         "--corpus",
         CORPUS!,
         "--samples",
-        "400",
+        "200",
       ];
       const t0 = performance.now();
       const base = spawn(args, { KEG_CACHE: `${root}/base` });
@@ -245,7 +244,7 @@ Deno.test({
         return { m, count };
       };
       const want = await read(`${root}/base/stats/${final}`);
-      for (const frac of [0.4, 0.7, 0.9]) {
+      for (const frac of [0.5, 0.85]) {
         const p = spawn(args, { KEG_CACHE: `${root}/k` });
         await sleep(frac * T);
         await p.kill();
