@@ -470,17 +470,22 @@ async function mergeCommand(args: string[]): Promise<void> {
     mergedFrom: shards.map((s) => s.dir!),
     created: new Date().toISOString(),
   };
-  const existing = await readInfo(out);
-  if (existing && existing.key !== info.key) {
-    throw new Error(
-      `${out} holds a run with other settings (${
-        describeMismatch(existing, info)
-      } differ); merge into a new directory`,
-    );
+  await checkWritable(out, "--out", "dir");
+  const lock = await lockDir(out, `keg eval merge --out ${out}`);
+  try {
+    const existing = await readInfo(out);
+    if (existing && existing.key !== info.key) {
+      throw new Error(
+        `${out} holds a run with other settings (${
+          describeMismatch(existing, info)
+        } differ); merge into a new directory`,
+      );
+    }
+    await writeFileAtomic(`${out}/${RUN_FILES.results}`, results.map((r) => toJsonLine(r) + "\n").join(""));
+    await writeFileAtomic(`${out}/${RUN_FILES.run}`, JSON.stringify(info, null, 2) + "\n");
+  } finally {
+    lock.release();
   }
-  await Deno.mkdir(out, { recursive: true });
-  await writeFileAtomic(`${out}/${RUN_FILES.results}`, results.map((r) => toJsonLine(r) + "\n").join(""));
-  await writeFileAtomic(`${out}/${RUN_FILES.run}`, JSON.stringify(info, null, 2) + "\n");
   const run: RunData = {
     label: runLabel(info, out),
     dir: out,

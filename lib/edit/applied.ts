@@ -154,8 +154,3 @@ export async function restoreWeights(model: LoadedModel, edits: readonly Applied
     await w.gpu.sync();
   }
 }
-
-/** Names of the weights that a list of edits touches, in first-touch order. */
-export function editedWeights(edits: readonly AppliedEdit[]): string[] {
-  return [...new Set(edits.map((e) => e.weightName))];
-}

@@ -98,7 +98,7 @@ export async function readCorpus(files: string[], limit: number): Promise<string
 }
 
 /** The cache key of a statistics run. */
-export async function statsKey(model: LoadedModel, o: StatsOptions, maxLength: number): Promise<string> {
+async function statsKey(model: LoadedModel, o: StatsOptions, maxLength: number): Promise<string> {
   const corpusHashes: string[] = [];
   for (const f of o.corpus) {
     let bytes: Uint8Array;

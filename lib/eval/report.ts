@@ -649,7 +649,7 @@ export interface LineSeries {
 }
 
 /** A line chart as an SVG element, y on [0, yMax] (default 1). */
-export function svgLineChart(
+function svgLineChart(
   title: string,
   series: LineSeries[],
   opts: { xLabel?: string; yMax?: number } = {},
@@ -705,7 +705,7 @@ function meanOrUndef(xs: readonly number[] | undefined): number | undefined {
 }
 
 /** Per-record values of the headline metrics of a phase (fractions), undefined where the record has none. */
-export function recordValues(p: PhaseMetrics | undefined): Record<string, number | undefined> {
+function recordValues(p: PhaseMetrics | undefined): Record<string, number | undefined> {
   if (!p) return {};
   const loc = p.locality ? Object.values(p.locality).flat() : undefined;
   const port = p.portability ? Object.values(p.portability).flat() : undefined;

@@ -53,7 +53,11 @@ Deno.test("AppliedEdit: rank-k deltas save, reload and apply exactly; bad files 
       delta: rankOneDelta(randArray(dIn, 3, 0.1), randArray(dOut, 4, 0.1)),
     };
     const w0 = await down(0).w.read(), w1 = await down(1).w.read();
+    // a temporary file left by a killed save is removed by the next save there
+    await Deno.mkdir(`${tmp}/save`);
+    await Deno.writeTextFile(`${tmp}/save/${DELTAS_FILE}.tmp-dead0001`, "partial");
     const path = await saveEdits(`${tmp}/save`, [rank2, layer1], { note: "test" });
+    assert.deepEqual([...Deno.readDirSync(`${tmp}/save`)].map((e) => e.name), [DELTAS_FILE]);
     assert.equal(path, `${tmp}/save/${DELTAS_FILE}`);
     const back = await readEdits(`${tmp}/save`, model);
     assert.deepEqual(back, [rank2, layer1], "the file holds exactly the edits");
