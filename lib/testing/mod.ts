@@ -9,3 +9,4 @@ export * from "./linalg_reference.ts";
 export * from "./attention_reference.ts";
 export * from "./transformer_reference.ts";
 export * from "./random_model.ts";
+export * from "./optim_reference.ts";
