@@ -238,7 +238,7 @@ export class RomeEditor {
     const bad = await countNonFinite(this.weight.w);
     if (bad) {
       const same = this.history.filter((e) => e.weightName === this.weight.name);
-      await restoreWeights(this.model, [{ ...applied, weightName: this.weight.name, layer: L }]);
+      await restoreWeights(this.model, [applied]);
       for (const e of same) await applyEdit(this.model, e);
       throw new Error(
         `applying the update made ${bad} weight values non-finite (${this.weight.w.dtype}); reverted`,
