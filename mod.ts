@@ -6,7 +6,7 @@
  * const model = await loadModel("../shared/models/tiny-gpt2-counterfact", { precision: "mixed" });
  * const hp = await loadHparams("configs/R-ROME/tiny-gpt2-counterfact.yaml");
  * const r = await edit(model, hp, { prompt: "{} is located in", subject: "Angola", target_new: "Antarctica" });
- * console.log(r.vSteps.at(-1), r.rankOne.divisionFactor);
+ * console.log(r.report.vSteps.at(-1), r.report.rankOne.divisionFactor);
  * ```
  * @module
  */

@@ -1,7 +1,7 @@
 /**
  * R-ROME on a randomly initialised Llama-2-7B-shaped model in f16 on one device (issue 5's goal: ≤ 1 s
  * per edit and ≤ 16 GB peak GPU memory; EasyEdit needs 31 GB). The weights are generated on the GPU
- * (lib/model/random.ts), the hyper-parameters are configs/R-ROME/llama-2-7b.yaml's (layer 5, 25 v* steps,
+ * (lib/testing/random_model.ts), the hyper-parameters are configs/R-ROME/llama-2-7b.yaml's (layer 5, 25 v* steps,
  * mom2_adjustment false), the tokenizer is the synthetic byte tokenizer. Three groups:
  * - `edit`: the config as is — per-edit time split (templates / k* / v* / solve / update) and peak memory;
  * - `edit-mom2`: the same with mom2_adjustment true on a random SPD covariance C = XᵀX/n + I of the
@@ -23,10 +23,10 @@
 import { Gpu } from "../lib/gpu/device.ts";
 import { choleskyFactor } from "../lib/ops/cholesky.ts";
 import type { LoadedModel } from "../lib/model/load.ts";
-import { randomCovariance, randomModel } from "../lib/model/random.ts";
+import { randomCovariance, randomModel } from "../lib/testing/random_model.ts";
 import { applyOverrides, loadHparams, type RomeHparams } from "../lib/edit/hparams.ts";
 import type { Stats } from "../lib/edit/covariance.ts";
-import { type EditResult, RomeEditor } from "../lib/edit/rome.ts";
+import { type EditReport, RomeEditor } from "../lib/edit/rome.ts";
 
 const GOAL_SECONDS = 1;
 const GOAL_BYTES = 16e9;
@@ -107,7 +107,7 @@ const hp: RomeHparams = await (async () => {
 
 let model: LoadedModel | null = null;
 let peakSeen = 0;
-const rows: { group: string; r: EditResult; peak: number }[] = [];
+const rows: { group: string; r: EditReport; peak: number }[] = [];
 const extra: string[] = [];
 
 function peakNow(): number {
@@ -156,7 +156,7 @@ async function editorFor(group: string): Promise<RomeEditor> {
   return e;
 }
 
-function report(group: string, r: EditResult, peak: number): void {
+function report(group: string, r: EditReport, peak: number): void {
   rows.push({ group, r, peak });
   const t = r.timings;
   console.log(
@@ -183,7 +183,7 @@ for (const group of ["edit", "edit-mom2"]) {
     peakNow();
     gpu!.resetPeak();
     b.start();
-    const r = await e.edit(REQ);
+    const { report: r } = await e.edit(REQ);
     b.end();
     report(group, r, peakNow());
     await e.restore();

@@ -10,7 +10,7 @@ import { type LoadedModel, loadModel } from "../lib/model/load.ts";
 import type { Precision } from "../lib/model/precision.ts";
 import { applyOverrides, loadHparams } from "../lib/edit/hparams.ts";
 import { collectStats, loadStatsFile } from "../lib/edit/covariance.ts";
-import { type EditResult, RomeEditor } from "../lib/edit/rome.ts";
+import { type EditReport, RomeEditor } from "../lib/edit/rome.ts";
 
 const MODEL = new URL("../../shared/models/tiny-gpt2-counterfact", import.meta.url).pathname;
 const CORPUS = new URL("../../shared/data/corpus/wikitext-2/wiki.test.tokens", import.meta.url).pathname;
@@ -27,7 +27,7 @@ const REQ = { prompt: "{} is located in", subject: "Angola", targetNew: "Antarct
 
 const models = new Map<Precision, LoadedModel>();
 const editors = new Map<Precision, RomeEditor>();
-const last = new Map<Precision, EditResult>();
+const last = new Map<Precision, EditReport>();
 
 async function editorFor(p: Precision): Promise<RomeEditor> {
   let e = editors.get(p);
@@ -56,7 +56,7 @@ for (const p of ["f32", "f16", "mixed"] as const) {
   }, async (b) => {
     const e = await editorFor(p);
     b.start();
-    const r = await e.edit(REQ);
+    const { report: r } = await e.edit(REQ);
     b.end();
     await e.restore();
     last.set(p, r);

@@ -83,7 +83,7 @@ async function timeKeg(c: Case, hp: RomeHparams, records: CfRecord[]): Promise<n
     await editor.restore();
     const out: number[] = [];
     for (const rec of records.slice(1)) {
-      const r = await editor.edit(requestOf(rec));
+      const { report: r } = await editor.edit(requestOf(rec));
       out.push(r.timings.kStar + r.timings.vStar + r.timings.solve);
       await editor.restore();
     }

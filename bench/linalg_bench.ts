@@ -18,7 +18,7 @@ import {
   choleskySolveReference,
   covarianceReference,
   outerReference,
-} from "../lib/ops/linalg_reference.ts";
+} from "../lib/testing/linalg_reference.ts";
 import { outerUpdate } from "../lib/ops/outer.ts";
 
 const env = (k: string, dflt: string) => Deno.env.get(k) ?? dflt;

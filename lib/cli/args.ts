@@ -48,3 +48,31 @@ export function intFlag(
   }
   return n;
 }
+
+/**
+ * Splits `--set k=v,k=[[5,5]],…` on the commas outside brackets and braces into an overrides object (values
+ * as text; lib/edit/hparams.ts reads them as YAML). Unbalanced brackets are a UsageError.
+ */
+export function parseSet(s: string, command = "eval"): Record<string, string> {
+  const out: Record<string, string> = {};
+  let depth = 0, start = 0;
+  const parts: string[] = [];
+  for (let i = 0; i <= s.length; i++) {
+    const c = s[i];
+    if (c === "[" || c === "{") depth++;
+    else if (c === "]" || c === "}") {
+      if (--depth < 0) throw new UsageError(`${command}: --set: unbalanced "${c}" in ${JSON.stringify(s)}`);
+    } else if ((c === "," && depth === 0) || i === s.length) {
+      parts.push(s.slice(start, i));
+      start = i + 1;
+    }
+  }
+  if (depth !== 0) throw new UsageError(`${command}: --set: unclosed bracket in ${JSON.stringify(s)}`);
+  for (const kv of parts) {
+    if (kv.trim() === "") continue;
+    const eq = kv.indexOf("=");
+    if (eq <= 0) throw new UsageError(`${command}: --set expects key=value pairs, got ${JSON.stringify(kv)}`);
+    out[kv.slice(0, eq).trim()] = kv.slice(eq + 1).trim();
+  }
+  return out;
+}

@@ -10,7 +10,9 @@ import { type EditRequest, loadRequests, normalizeRequest, promptText, targetTex
 import { collectStats, loadStatsFile, type Stats } from "../edit/covariance.ts";
 import { type EditResult, RomeEditor } from "../edit/rome.ts";
 import { exportCheckpoint, saveEdits } from "../edit/edits_io.ts";
-import { parseFlags, required, UsageError } from "./args.ts";
+import { parseFlags, parseSet, required, UsageError } from "./args.ts";
+import { checkEditSettings, checkRequestFits } from "../edit/checks.ts";
+import { checkWritable, writeFileAtomic } from "../util/fs.ts";
 import { Progress } from "./progress.ts";
 import { profiled } from "./profile.ts";
 import { profileStage } from "../gpu/profile.ts";
@@ -42,6 +44,7 @@ export async function statsFor(
   opts: { stats?: string; corpus?: string },
 ): Promise<Stats | null> {
   if (!hp.mom2Adjustment) return null;
+  checkEditSettings(model, hp);
   const layer = hp.layers[0];
   if (opts.stats) return await loadStatsFile(model, layer, opts.stats);
   const corpus = (opts.corpus ?? hp.statsCorpus)?.split(",").filter(Boolean);
@@ -112,11 +115,12 @@ async function probe(
   return { acc, prob };
 }
 
-function describe(e: EditResult): string {
+function describe(result: EditResult): string {
+  const { applied: a, report: e } = result;
   const t = e.timings;
   const v = e.vSteps;
   return [
-    `  layer ${e.layer} (${e.weightName}), update ${e.update}, C ${
+    `  layer ${a.layer} (${a.weightName}), update ${e.update}, C ${
       e.mom2Adjustment ? "from statistics" : "= I"
     }`,
     `  v*: NLL ${v[0].nll.toFixed(3)} → ${v[v.length - 1].nll.toFixed(3)} in ${v.length} forwards, ‖δ‖ ${
@@ -154,17 +158,7 @@ export async function editCommand(args: string[]): Promise<void> {
     profile: { type: "boolean" },
   });
   let hp = await loadHparams(required("edit", v, "hparams"));
-  const overrides: Record<string, unknown> = {};
-  if (typeof v.set === "string") {
-    for (const kv of v.set.split(",")) {
-      const [k, ...rest] = kv.split("=");
-      if (!k || !rest.length) {
-        throw new UsageError(`edit: --set expects key=value pairs, got ${JSON.stringify(kv)}`);
-      }
-      const raw = rest.join("=");
-      overrides[k.trim()] = /^\[.*\]$/.test(raw) ? JSON.parse(raw) : raw;
-    }
-  }
+  const overrides: Record<string, unknown> = typeof v.set === "string" ? parseSet(v.set, "edit") : {};
   if (v.precision) overrides.precision = parsePrecision(String(v.precision), "--precision");
   if (v.update) overrides.update = v.update;
   if (Object.keys(overrides).length) hp = applyOverrides(hp, overrides);
@@ -184,12 +178,23 @@ export async function editCommand(args: string[]): Promise<void> {
     requests = [normalizeRequest(raw, "command line")];
   }
 
+  // outputs are checked before any work: a long edit never ends in "cannot write"
+  if (v.save) await checkWritable(String(v.save), "--save", "dir");
+  if (v.export) await checkWritable(String(v.export), "--export", "new-dir");
+  if (v.json) await checkWritable(String(v.json), "--json", "file");
+
   const model = await loadModel(modelName, {
     precision: hp.precision,
     devices: (v.devices as string) ?? hp.devices,
   });
   try {
-    if (!model.tokenizer) throw new UsageError(`edit: ${model.dir} has no tokenizer`);
+    const tok = model.tokenizer;
+    if (!tok) throw new UsageError(`edit: ${model.dir} has no tokenizer`);
+    checkEditSettings(model, hp);
+    const from = v.requests ? String(v.requests) : "command line";
+    requests.forEach((r, i) =>
+      checkRequestFits(model, hp, tok, r, `${from}: request ${i} (${JSON.stringify(r.subject)})`)
+    );
     console.error(adapterReport(model.net.devices));
     const stats = await statsFor(model, hp, { stats: v.stats as string, corpus: v.corpus as string });
     const editor = new RomeEditor(model, hp, { stats });
@@ -220,29 +225,31 @@ export async function editCommand(args: string[]): Promise<void> {
     if (v.save) {
       const path = await saveEdits(
         String(v.save),
-        model,
-        v.independent ? results.slice(-1) : editor.history,
+        v.independent ? results.slice(-1).map((r) => r.applied) : editor.history,
         hp.raw,
       );
       console.error(`saved ${v.independent ? 1 : editor.history.length} edit(s) to ${path}`);
     }
     if (v.export) {
-      await exportCheckpoint(model, String(v.export), [...new Set(editor.history.map((e) => e.weightName))]);
+      await exportCheckpoint(model, String(v.export), editor.history);
       console.error(`wrote the edited checkpoint to ${v.export}`);
     }
     if (v.json) {
-      const plain = results.map((e) => ({
-        ...e,
+      const plain = results.map(({ applied: a, report: e }) => ({
+        request: a.requests[0],
+        layer: a.layer,
+        weightName: a.weightName,
+        update: e.update,
         rankOne: { divisionFactor: e.rankOne.divisionFactor },
-        kStar: undefined,
-        vBar: undefined,
-        kPrompt: undefined,
-        vPrompt: undefined,
-        targetInit: undefined,
-        delta: undefined,
-        vStar: undefined,
+        vSteps: e.vSteps,
+        targetIds: e.targetIds,
+        dWRel: e.dWRel,
+        mom2Adjustment: e.mom2Adjustment,
+        fallbacks: e.fallbacks,
+        warnings: e.warnings,
+        timings: e.timings,
       }));
-      await Deno.writeTextFile(String(v.json), JSON.stringify(plain, null, 2));
+      await writeFileAtomic(String(v.json), JSON.stringify(plain, null, 2));
     }
     editor.dispose();
   } finally {

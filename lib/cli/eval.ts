@@ -35,10 +35,14 @@ import {
   toJsonLine,
   uniqueByIndex,
 } from "../eval/report.ts";
-import { sha256Hex, writeFileAtomic } from "../util/fs.ts";
-import { intFlag, parseFlags, required, UsageError } from "./args.ts";
+import { checkWritable, type DirLock, lockDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
+import { readEdits, writeEditsFile } from "../edit/edits_io.ts";
+import { intFlag, parseFlags, parseSet, required, UsageError } from "./args.ts";
 import { profiled } from "./profile.ts";
 import { statsFor } from "./edit.ts";
+import type { Stats } from "../edit/covariance.ts";
+import { checkEditSettings } from "../edit/checks.ts";
+import { checkRecordsFit } from "../eval/checks.ts";
 import { Progress } from "./progress.ts";
 import { parseShardFlag } from "./shard.ts";
 
@@ -76,28 +80,7 @@ export function parseShard(s: string): { index: number; count: number } {
   return parseShardFlag("eval", s);
 }
 
-/** Splits `k=v,k=[[5,5]],…` on the commas outside brackets into an overrides object (values as text). */
-export function parseSet(s: string, command = "eval"): Record<string, string> {
-  const out: Record<string, string> = {};
-  let depth = 0, start = 0;
-  const parts: string[] = [];
-  for (let i = 0; i <= s.length; i++) {
-    const c = s[i];
-    if (c === "[" || c === "{") depth++;
-    else if (c === "]" || c === "}") depth--;
-    else if ((c === "," && depth === 0) || i === s.length) {
-      parts.push(s.slice(start, i));
-      start = i + 1;
-    }
-  }
-  for (const kv of parts) {
-    if (kv.trim() === "") continue;
-    const eq = kv.indexOf("=");
-    if (eq <= 0) throw new UsageError(`${command}: --set expects key=value pairs, got ${JSON.stringify(kv)}`);
-    out[kv.slice(0, eq).trim()] = kv.slice(eq + 1).trim();
-  }
-  return out;
-}
+export { parseSet } from "./args.ts";
 
 function splitList(v: unknown): string[] {
   return typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [];
@@ -173,6 +156,9 @@ async function comparisons(out: string, list: string[], withSubRuns = true): Pro
   }
   return runs;
 }
+
+/** Subdirectory of a sequential run's per-record edits files. */
+const APPLIED_DIR = "applied";
 
 async function appendLine(path: string, value: unknown): Promise<void> {
   await Deno.writeTextFile(path, toJsonLine(value) + "\n", { append: true, create: true });
@@ -256,13 +242,23 @@ export async function evalCommand(args: string[]): Promise<void> {
   }
   const dataSha = await sha256Hex(await Deno.readFile(dataPath));
 
-  const existing = await readInfo(out);
   const model = await loadModel(modelName, {
     precision: hp.precision,
     devices: (v.devices as string) ?? hp.devices,
   });
+  let lock: DirLock | null = null;
+  let editor: RomeEditor | null = null;
+  let stats: Stats | null = null;
   try {
     if (!model.tokenizer) throw new Error(`${model.dir} has no tokenizer; evaluation needs one`);
+    // the inputs, statistics and editor settings are checked before anything is written
+    checkEditSettings(model, hp);
+    checkRecordsFit(model, hp, records, dataPath);
+    await checkWritable(out, "--out", "dir");
+    stats = await statsFor(model, hp, { stats: v.stats as string, corpus: v.corpus as string });
+    editor = new RomeEditor(model, hp, { stats });
+    lock = await lockDir(out, `keg eval --out ${out}`);
+    const existing = await readInfo(out);
     const statsLabel = !hp.mom2Adjustment
       ? "identity (mom2_adjustment false)"
       : v.stats
@@ -335,18 +331,34 @@ export async function evalCommand(args: string[]): Promise<void> {
     }
 
     if (pending > 0 || (sequential && doneFinal.size < items.length)) {
-      const stats = await statsFor(model, hp, { stats: v.stats as string, corpus: v.corpus as string });
-      const editor = new RomeEditor(model, hp, { stats });
       const bars: Partial<Record<string, Progress>> = {};
       const label = { pre: "eval pre", edit: "eval", final: "eval final" } as const;
+      const ed = editor;
       try {
         await profiled(v.profile === true, model.net.devices, () =>
-          runProtocol(model, editor, items, {
+          runProtocol(model, ed, items, {
             protocol: info.protocol,
             fluency,
             done,
             doneFinal,
-            onRecord: (r) => appendLine(resultsPath, r),
+            onRecord: async (r, applied) => {
+              if (sequential) {
+                // the edits file first (atomic), then the line that refers to it: a kill in between only
+                // leaves a file that the rerun overwrites
+                r.appliedFile = `${APPLIED_DIR}/${String(r.index).padStart(6, "0")}.safetensors`;
+                await Deno.mkdir(`${out}/${APPLIED_DIR}`, { recursive: true });
+                await writeEditsFile(`${out}/${r.appliedFile}`, applied);
+              }
+              await appendLine(resultsPath, r);
+            },
+            loadApplied: async (r) => {
+              if (!r.appliedFile) {
+                throw new Error(
+                  `${resultsPath}: record ${r.index} has no appliedFile; the run cannot resume`,
+                );
+              }
+              return await readEdits(`${out}/${r.appliedFile}`, model);
+            },
             onFinal: (f) => appendLine(finalPath, f),
             onProgress: (stage, n, total, last) => {
               if (quiet) return;
@@ -366,18 +378,20 @@ export async function evalCommand(args: string[]): Promise<void> {
           }));
       } finally {
         editor.dispose();
-        stats?.c.dispose();
+        editor = null;
       }
     }
+    const run = await readRunDir(out);
+    const md = await writeOutputs(out, run, await comparisons(out, splitList(v.compare)));
+    if (!quiet) console.log(md);
+    if (!quiet) {
+      console.error(`wrote ${out}/${RUN_FILES.summaryJson}, ${RUN_FILES.summaryMd}, ${RUN_FILES.report}`);
+    }
   } finally {
+    editor?.dispose();
+    stats?.c.dispose();
     await model.dispose();
-  }
-
-  const run = await readRunDir(out);
-  const md = await writeOutputs(out, run, await comparisons(out, splitList(v.compare)));
-  if (!quiet) console.log(md);
-  if (!quiet) {
-    console.error(`wrote ${out}/${RUN_FILES.summaryJson}, ${RUN_FILES.summaryMd}, ${RUN_FILES.report}`);
+    lock?.release();
   }
 }
 
@@ -457,17 +471,22 @@ async function mergeCommand(args: string[]): Promise<void> {
     mergedFrom: shards.map((s) => s.dir!),
     created: new Date().toISOString(),
   };
-  const existing = await readInfo(out);
-  if (existing && existing.key !== info.key) {
-    throw new Error(
-      `${out} holds a run with other settings (${
-        describeMismatch(existing, info)
-      } differ); merge into a new directory`,
-    );
+  await checkWritable(out, "--out", "dir");
+  const lock = await lockDir(out, `keg eval merge --out ${out}`);
+  try {
+    const existing = await readInfo(out);
+    if (existing && existing.key !== info.key) {
+      throw new Error(
+        `${out} holds a run with other settings (${
+          describeMismatch(existing, info)
+        } differ); merge into a new directory`,
+      );
+    }
+    await writeFileAtomic(`${out}/${RUN_FILES.results}`, results.map((r) => toJsonLine(r) + "\n").join(""));
+    await writeFileAtomic(`${out}/${RUN_FILES.run}`, JSON.stringify(info, null, 2) + "\n");
+  } finally {
+    lock.release();
   }
-  await Deno.mkdir(out, { recursive: true });
-  await writeFileAtomic(`${out}/${RUN_FILES.results}`, results.map((r) => toJsonLine(r) + "\n").join(""));
-  await writeFileAtomic(`${out}/${RUN_FILES.run}`, JSON.stringify(info, null, 2) + "\n");
   const run: RunData = {
     label: runLabel(info, out),
     dir: out,

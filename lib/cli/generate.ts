@@ -3,7 +3,8 @@
  * @module
  */
 import { loadModel } from "../model/load.ts";
-import { applyEdits, readEdits } from "../edit/edits_io.ts";
+import { readEdits } from "../edit/edits_io.ts";
+import { applyEdits } from "../edit/applied.ts";
 import { greedyGenerate } from "../model/generate.ts";
 import { parsePrecision } from "../model/precision.ts";
 import { intFlag, parseFlags, required, UsageError } from "./args.ts";
@@ -44,7 +45,7 @@ export async function generateCommand(args: string[]): Promise<void> {
     console.error(adapterReport(model.net.devices));
     if (v.edits) {
       const edits = await readEdits(String(v.edits), model);
-      await applyEdits(model, edits);
+      await applyEdits(model, edits, String(v.edits));
       console.error(`applied ${edits.length} saved edit(s) from ${v.edits}`);
     }
     const loadS = (performance.now() - t0) / 1000;

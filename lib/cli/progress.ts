@@ -13,7 +13,7 @@ export interface ProgressOptions {
 }
 
 /** Formats seconds as 1h02m, 3m05s or 4.2s. */
-export function formatDuration(s: number): string {
+function formatDuration(s: number): string {
   if (!Number.isFinite(s)) return "?";
   if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
   if (s >= 60) return `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;

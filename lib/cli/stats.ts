@@ -13,6 +13,7 @@ import { collectStatsShard, mergeStatsShards } from "../edit/stats_shards.ts";
 import { parseShardFlag } from "./shard.ts";
 import { Progress } from "./progress.ts";
 import { openSafetensors } from "../model/safetensors.ts";
+import { checkWritable } from "../util/fs.ts";
 
 /** Usage text. */
 export const STATS_USAGE: string =
@@ -56,6 +57,7 @@ export async function statsCommand(args: string[]): Promise<void> {
   if (shard && !corpus?.length) {
     throw new UsageError(`${hp.source}: stats --shard needs a corpus: give --corpus or stats_corpus`);
   }
+  if (v["export-npz"]) await checkWritable(String(v["export-npz"]), "--export-npz", "file");
   const model = await loadModel(modelName, { precision: hp.precision, devices: hp.devices });
   try {
     if (shard) {

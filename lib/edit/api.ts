@@ -24,7 +24,7 @@ export interface EditOptions {
   editor?: RomeEditor;
 }
 
-/** An edit's result with a `save(dir)` shortcut and the editor that made it. */
+/** An edit's result (`applied`, `report`) with a `save(dir)` shortcut and the editor that made it. */
 export interface EditOutcome extends EditResult {
   editor: RomeEditor;
   /** Saves every edit applied by this editor so far as safetensors deltas in `dir`. */
@@ -65,5 +65,5 @@ export async function edit(
   const req = normalizeRequest(request, "edit request");
   const editor = opts.editor ?? await createEditor(model, hp, opts.stats);
   const result = await editor.edit(req);
-  return { ...result, editor, save: (dir: string) => saveEdits(dir, model, editor.history, hp.raw) };
+  return { ...result, editor, save: (dir: string) => saveEdits(dir, editor.history, hp.raw) };
 }

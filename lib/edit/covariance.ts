@@ -97,10 +97,18 @@ export async function readCorpus(files: string[], limit: number): Promise<string
   return out;
 }
 
-/** The cache key of a statistics run. */
+/** @internal The cache key of a statistics run (shared with stats_shards.ts). */
 export async function statsKey(model: LoadedModel, o: StatsOptions, maxLength: number): Promise<string> {
   const corpusHashes: string[] = [];
-  for (const f of o.corpus) corpusHashes.push(await sha256Hex(await Deno.readFile(f)));
+  for (const f of o.corpus) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(f);
+    } catch (e) {
+      throw new Error(`stats corpus ${f}: ${(e as Error).message}`);
+    }
+    corpusHashes.push(await sha256Hex(bytes));
+  }
   return (await sha256Hex(JSON.stringify({
     model: model.fingerprint,
     layer: o.layer,
@@ -118,6 +126,10 @@ export async function statsKey(model: LoadedModel, o: StatsOptions, maxLength: n
  */
 export async function loadStatsFile(model: LoadedModel, layer: number, path: string): Promise<Stats> {
   const d = model.config.intermediateSize;
+  const n = model.config.numLayers;
+  if (!Number.isInteger(layer) || layer < 0 || layer >= n) {
+    throw new Error(`${path}: statistics for layer ${layer}, but the model's layers are 0..${n - 1}`);
+  }
   if (path.endsWith(".npz")) {
     const z = await readNpz(path);
     const m = z.get("mom2.mom2"), n = z.get("mom2.count");
@@ -127,6 +139,7 @@ export async function loadStatsFile(model: LoadedModel, layer: number, path: str
     if (m.shape.length !== 2 || m.shape[0] !== d || m.shape[1] !== d) {
       throw new Error(`${path}: mom2.mom2 has shape [${m.shape}], layer ${layer}'s keys need [${d}, ${d}]`);
     }
+    checkMom2(path, "mom2.mom2", m.data, d);
     const c = Tensor.from(model.net.deviceOf(layer), Float32Array.from(m.data), [d, d], "f32", {
       name: "mom2",
     });
@@ -146,10 +159,27 @@ export async function loadStatsFile(model: LoadedModel, layer: number, path: str
         ? Number(new BigInt64Array(raw.bytes.buffer)[0])
         : new Float32Array(raw.bytes.buffer)[0];
     }
+    checkMom2(path, "mom2", m.data, d);
     const c = Tensor.from(model.net.deviceOf(layer), m.data, [d, d], "f32", { name: "mom2" });
     return { c, count, source: "file", path };
   } finally {
     await f.close();
+  }
+}
+
+/** A second moment must be finite with a non-negative, not all-zero diagonal; errors name the file. */
+function checkMom2(path: string, name: string, data: ArrayLike<number>, d: number): void {
+  let bad = 0, zero = true, negative = -1;
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) bad++;
+  if (bad) throw new Error(`${path}: ${name} holds ${bad} NaN/infinite value(s); the statistics are corrupt`);
+  for (let i = 0; i < d; i++) {
+    const v = data[i * d + i];
+    if (v !== 0) zero = false;
+    if (v < 0 && negative < 0) negative = i;
+  }
+  if (zero) throw new Error(`${path}: ${name} has an all-zero diagonal; these are not key statistics`);
+  if (negative >= 0) {
+    throw new Error(`${path}: ${name}[${negative}, ${negative}] is negative; a second moment has E[k²] ≥ 0`);
   }
 }
 
@@ -171,6 +201,11 @@ export async function collectStats(model: LoadedModel, o: StatsOptions): Promise
   const tok = model.tokenizer;
   if (!tok) throw new Error(`${model.dir}: statistics need a tokenizer`);
   const net = model.net;
+  if (!Number.isInteger(o.layer) || o.layer < 0 || o.layer >= net.config.numLayers) {
+    throw new Error(
+      `statistics: layer ${o.layer} is outside the model's layers 0..${net.config.numLayers - 1}`,
+    );
+  }
   const maxLength = Math.min(o.maxLength ?? net.config.maxPositions, net.config.maxPositions);
   const key = await statsKey(model, o, maxLength);
   const dir = o.dir ?? await cacheDir("stats");

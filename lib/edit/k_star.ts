@@ -21,7 +21,7 @@ export interface KeyValues {
 }
 
 /** Mean of rows [n, d] of a flat array. */
-export function meanRows(x: Float32Array, n: number, d: number): Float32Array {
+function meanRows(x: Float32Array, n: number, d: number): Float32Array {
   const out = new Float64Array(d);
   for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) out[j] += x[r * d + j];
   return Float32Array.from(out, (v) => v / n);

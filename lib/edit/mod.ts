@@ -13,5 +13,7 @@ export * from "./update.ts";
 export * from "./covariance.ts";
 export * from "./stats_shards.ts";
 export * from "./rome.ts";
+export * from "./applied.ts";
+export * from "./checks.ts";
 export * from "./edits_io.ts";
 export * from "./api.ts";

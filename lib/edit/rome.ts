@@ -9,7 +9,6 @@
  * @module
  */
 import { profileStage } from "../gpu/profile.ts";
-import type { Tensor } from "../gpu/tensor.ts";
 import { type CholeskyFactor, choleskyFactor } from "../ops/cholesky.ts";
 import { countNonFinite } from "../ops/elementwise.ts";
 import type { LoadedModel } from "../model/load.ts";
@@ -22,6 +21,8 @@ import { computeKeyValues } from "./k_star.ts";
 import { computeVStar, type VStep } from "./v_star.ts";
 import { applyRankOne, computeUpdate, l2, type RankOne } from "./update.ts";
 import type { Stats } from "./covariance.ts";
+import { checkEditSettings, checkRequestFits } from "./checks.ts";
+import { type AppliedEdit, applyEdit, applyEdits, rankOneDelta, restoreWeights } from "./applied.ts";
 
 /** Wall-clock seconds per stage of one edit. */
 export interface EditTimings {
@@ -33,13 +34,15 @@ export interface EditTimings {
   total: number;
 }
 
-/** Everything an edit computed, for reports, tests and saving. */
-export interface EditResult {
-  request: EditRequest;
-  layer: number;
-  /** Checkpoint name of the edited weight. */
-  weightName: string;
+/**
+ * What an edit computed besides the delta itself: the paper's intermediate quantities, the v* trajectory
+ * and the health numbers. Reports are for printing, tests and evaluation records; they are never saved or
+ * applied (that is the {@link AppliedEdit}).
+ */
+export interface EditReport {
+  /** Update variant. */
   update: UpdateKind;
+  /** u, r, the division factor k·u, v_ref and the key u was solved for. */
   rankOne: RankOne;
   kStar: Float32Array;
   vBar: Float32Array;
@@ -50,7 +53,7 @@ export interface EditResult {
   vStar: Float32Array;
   vSteps: VStep[];
   targetIds: number[];
-  /** ‖ΔW‖_F / ‖W‖_F. */
+  /** ‖ΔW‖_F / ‖W‖_F (W: the unedited weight). */
   dWRel: number;
   /** Whether C (true) or the identity (false) was used. */
   mom2Adjustment: boolean;
@@ -60,14 +63,22 @@ export interface EditResult {
   timings: EditTimings;
 }
 
+/** One edit: the delta that was applied, and the report of how it was computed. */
+export interface EditResult {
+  /** What was applied to the model (and is saved, reloaded, reverted). */
+  applied: AppliedEdit;
+  /** Diagnostics. */
+  report: EditReport;
+}
+
 const now = () => performance.now() / 1000;
 
 /** Applies ROME / R-ROME edits to a loaded model. */
 export class RomeEditor {
   readonly model: LoadedModel;
   readonly hp: RomeHparams;
-  /** Edits applied so far (sequential editing keeps them). */
-  readonly history: EditResult[] = [];
+  /** Edits applied so far, in order (sequential editing keeps them; {@link restore} clears them). */
+  readonly history: AppliedEdit[] = [];
   #templates: string[] | null = null;
   #factor: CholeskyFactor | null = null;
   #stats: Stats | null;
@@ -83,13 +94,7 @@ export class RomeEditor {
     this.hp = hp;
     this.#stats = opts.stats ?? null;
     this.#templates = opts.templates ?? null;
-    if (hp.layers.length !== 1) {
-      throw new Error(`${hp.source}: layers: ROME edits one layer, got [${hp.layers}]`);
-    }
-    const L = hp.layers[0];
-    if (L < 0 || L >= model.config.numLayers) {
-      throw new Error(`${hp.source}: layers: layer ${L} outside 0..${model.config.numLayers - 1}`);
-    }
+    checkEditSettings(model, hp);
     if (hp.mom2Adjustment && !this.#stats) {
       throw new Error(`${hp.source}: mom2_adjustment is true but no covariance statistics were given`);
     }
@@ -147,8 +152,11 @@ export class RomeEditor {
     const hp = this.hp;
     const L = this.layer;
     const t0 = now();
+    const where = `request ${JSON.stringify(request.subject)}`;
+    checkRequestFits(this.model, hp, tok, request, where);
     profileStage("templates");
     const templates = await this.templates();
+    checkRequestFits(this.model, hp, tok, request, where, templates);
     const t1 = now();
     profileStage("k*");
     const prompt = request.prompt;
@@ -217,21 +225,28 @@ export class RomeEditor {
     } else if (dWRel > 1) {
       warnings.push(`‖ΔW‖/‖W‖ = ${dWRel.toFixed(3)} > 1: a collapsing edit is likely (R-ROME paper)`);
     }
+    const applied: AppliedEdit = {
+      method: hp.update,
+      layer: L,
+      weightName: this.weight.name,
+      delta: rankOneDelta(rankOne.u, rankOne.r),
+      requests: [request],
+      fingerprint: this.model.fingerprint,
+      batch: (this.history.at(-1)?.batch ?? -1) + 1,
+    };
     await applyRankOne(this.weight, rankOne);
     const bad = await countNonFinite(this.weight.w);
     if (bad) {
-      await this.#restoreWeight(this.weight.name, this.weight.w);
-      for (const e of this.history) await applyRankOne(this.weight, e.rankOne);
+      const same = this.history.filter((e) => e.weightName === this.weight.name);
+      await restoreWeights(this.model, [applied]);
+      for (const e of same) await applyEdit(this.model, e);
       throw new Error(
         `applying the update made ${bad} weight values non-finite (${this.weight.w.dtype}); reverted`,
       );
     }
     const t5 = now();
     profileStage("other");
-    const result: EditResult = {
-      request,
-      layer: L,
-      weightName: this.weight.name,
+    const report: EditReport = {
       update: hp.update,
       rankOne,
       kStar: kv.kStar,
@@ -256,23 +271,22 @@ export class RomeEditor {
         total: t5 - t0,
       },
     };
-    this.history.push(result);
-    return result;
+    this.history.push(applied);
+    return { applied, report };
   }
 
-  async #restoreWeight(name: string, w: Tensor): Promise<void> {
-    const r = await this.model.checkpoint.readFloat(name, w.dtype);
-    w.write(r.data);
-    await w.gpu.sync();
+  /**
+   * Applies edits computed earlier (saved ones, or a resumed run's) and records them in the history, so
+   * that {@link restore} reverts them too. Each is checked against the model before any is applied.
+   */
+  async adopt(edits: readonly AppliedEdit[], where = "edits"): Promise<void> {
+    await applyEdits(this.model, edits, where);
+    this.history.push(...edits);
   }
 
   /** Restores every edited weight to the checkpoint's values and clears the history. */
   async restore(): Promise<void> {
-    const names = new Set(this.history.map((e) => e.weightName));
-    for (const name of names) {
-      const blk = this.model.net.blocks.find((b) => b.mlpOut.name === name)!;
-      await this.#restoreWeight(name, blk.mlpOut.w);
-    }
+    await restoreWeights(this.model, this.history);
     this.history.length = 0;
   }
 

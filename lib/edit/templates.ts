@@ -9,9 +9,7 @@ import { sampleTopK } from "../model/generate.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { rng } from "../util/random.ts";
 import { cacheDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
-
-/** Seed words the reference implementations start templates from. */
-export const TEMPLATE_SEEDS: readonly string[] = ["The", "Therefore", "Because", "I", "You"];
+import { CONTEXT_TEMPLATE_SEEDS } from "./request.ts";
 
 /** Options for {@link contextTemplates}. */
 export interface TemplateOptions {
@@ -44,9 +42,9 @@ export async function contextTemplates(
   const r = rng(seed);
   const out = ["{}"];
   for (const [length, count] of opts.lengthParams) {
-    const perSeed = Math.max(1, Math.floor(count / TEMPLATE_SEEDS.length));
+    const perSeed = Math.max(1, Math.floor(count / CONTEXT_TEMPLATE_SEEDS.length));
     const seqs: number[][] = [];
-    for (const w of TEMPLATE_SEEDS) for (let n = 0; n < perSeed; n++) seqs.push(tok.encode(w));
+    for (const w of CONTEXT_TEMPLATE_SEEDS) for (let n = 0; n < perSeed; n++) seqs.push(tok.encode(w));
     while (seqs.some((s) => s.length < length)) {
       const b = padBatch(seqs);
       const res = await net.forward(b, { logitRows: "last" });

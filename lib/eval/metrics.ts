@@ -95,11 +95,6 @@ export function locality(preIds: ArrayLike<number>, postIds: ArrayLike<number>):
   return meanEqual(preIds, postIds, "locality");
 }
 
-/** EasyEdit's "join": the text whose tokens are teacher-forced (`prompt + ' ' + target`). */
-export function joinPromptTarget(prompt: string, target: string): string {
-  return `${prompt} ${target}`;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Fluency: n-gram entropy over NLTK-style word tokens
 

@@ -12,3 +12,4 @@ export * from "./datasets/mod.ts";
 export * from "./metrics.ts";
 export * from "./protocol.ts";
 export * from "./report.ts";
+export * from "./checks.ts";

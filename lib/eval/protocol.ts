@@ -28,9 +28,10 @@ import type { Tokenizer } from "../model/tokenizer.ts";
 import { padBatch, type Transformer } from "../model/transformer.ts";
 import { scoreTargets, type TargetScore, topNext } from "../model/score.ts";
 import type { EditResult, EditTimings, RomeEditor } from "../edit/rome.ts";
+import type { AppliedEdit } from "../edit/applied.ts";
 import type { EditRequest as EditorRequest } from "../edit/request.ts";
 import { sampleTopK } from "../model/generate.ts";
-import { applyRankOne, l2 } from "../edit/update.ts";
+import { l2 } from "../edit/update.ts";
 import { rng } from "../util/random.ts";
 import { type DatasetFormat, type EvalRecord, fillTemplate, type RecordRequest } from "./datasets/mod.ts";
 import {
@@ -134,16 +135,6 @@ export interface MemoryUse {
   peakBytes: number;
 }
 
-/** A rank-one delta kept so that a resumed sequential run can put the earlier edits back. */
-export interface SavedDelta {
-  /** Checkpoint name of the edited weight. */
-  weightName: string;
-  /** u (f32, little-endian, base64). */
-  u: string;
-  /** r (f32, little-endian, base64). */
-  r: string;
-}
-
 /** The evaluation of one record: one JSON line of `results.jsonl`. */
 export interface RecordResult {
   /** Index of the record in the selected dataset (the first `--limit` records), before sharding. */
@@ -174,8 +165,11 @@ export interface RecordResult {
   error?: string;
   /** Sequential runs: the pre-edit locality ids (the final phase's locality reference). */
   localityPre?: LocalityIds;
-  /** Sequential runs: the applied deltas (a resumed run re-applies them). */
-  deltas?: SavedDelta[];
+  /**
+   * Sequential runs: the record's applied edits, saved in keg's edits format (lib/edit/edits_io.ts) at this
+   * path relative to the run directory (a resumed run re-applies them).
+   */
+  appliedFile?: string;
   /** Top next tokens after the rewrite prompt per phase (absent in results written before keg recorded them). */
   topK?: { pre: TopToken[]; post: TopToken[]; final?: TopToken[] };
 }
@@ -398,13 +392,14 @@ export function toEditorRequest(req: RecordRequest, caseId: number): EditorReque
  * recomputed against it, so that it does not depend on which edits the editor saw first (a resumed
  * sequential run re-applies earlier edits before its first own edit).
  */
-export function diagnosticsOf(e: EditResult, weightNorm?: number): EditDiagnostics {
+export function diagnosticsOf(result: EditResult, weightNorm?: number): EditDiagnostics {
+  const { applied: a, report: e } = result;
   const v = e.vSteps;
   return {
-    subject: e.request.subject,
-    targetNew: e.request.targetNew,
-    layer: e.layer,
-    weightName: e.weightName,
+    subject: a.requests[0].subject,
+    targetNew: a.requests[0].targetNew,
+    layer: a.layer,
+    weightName: a.weightName,
     update: e.update,
     divisionFactor: e.rankOne.divisionFactor,
     dWRel: weightNorm ? (l2(e.rankOne.r) * l2(e.rankOne.u)) / weightNorm : e.dWRel,
@@ -416,98 +411,24 @@ export function diagnosticsOf(e: EditResult, weightNorm?: number): EditDiagnosti
   };
 }
 
-function f32ToBase64(x: Float32Array): string {
-  const bytes = new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(s);
-}
-
-function base64ToF32(s: string): Float32Array {
-  const bin = atob(s);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return new Float32Array(bytes.buffer);
-}
-
-/** Encodes an edit's rank-one factors for `results.jsonl` (exact f32 bytes). */
-export function saveDelta(e: EditResult): SavedDelta {
-  return { weightName: e.weightName, u: f32ToBase64(e.rankOne.u), r: f32ToBase64(e.rankOne.r) };
-}
-
-/** Decodes a {@link SavedDelta}. */
-export function loadDelta(d: SavedDelta): { weightName: string; u: Float32Array; r: Float32Array } {
-  return { weightName: d.weightName, u: base64ToF32(d.u), r: base64ToF32(d.r) };
-}
-
-const EMPTY = new Float32Array(0);
-
-/** Drops an edit's large intermediates, keeping what the editor needs to revert it (u, r). */
-function slim(e: EditResult): void {
-  e.kStar =
-    e.vBar =
-    e.kPrompt =
-    e.vPrompt =
-    e.targetInit =
-    e.delta =
-    e.vStar =
-      EMPTY;
-  e.rankOne = { ...e.rankOne, vRef: EMPTY, key: EMPTY };
-}
-
-/** Re-applies a saved delta and records it in the editor's history (so the editor can revert it). */
-async function reapply(
-  model: LoadedModel,
-  editor: RomeEditor,
-  d: SavedDelta,
-  req: EditorRequest,
-): Promise<void> {
-  const { weightName, u, r } = loadDelta(d);
-  const block = model.net.blocks.find((b) => b.mlpOut.name === weightName);
-  if (!block) throw new Error(`saved delta for ${weightName}: the model has no such weight`);
-  await applyRankOne(block.mlpOut, { u, r });
-  const zero: EditTimings = { templates: 0, kStar: 0, vStar: 0, solve: 0, update: 0, total: 0 };
-  editor.history.push({
-    request: req,
-    layer: model.net.blocks.indexOf(block),
-    weightName,
-    update: editor.hp.update,
-    rankOne: { u, r, divisionFactor: NaN, vRef: EMPTY, key: EMPTY },
-    kStar: EMPTY,
-    vBar: EMPTY,
-    kPrompt: EMPTY,
-    vPrompt: EMPTY,
-    targetInit: EMPTY,
-    delta: EMPTY,
-    vStar: EMPTY,
-    vSteps: [],
-    targetIds: [],
-    dWRel: NaN,
-    mom2Adjustment: editor.hp.mom2Adjustment,
-    fallbacks: [],
-    warnings: [],
-    timings: zero,
-  });
-}
-
 /** The requests a record edits: every rewrite of an MQuAKE case, else the one request. */
 export function recordRequests(record: EvalRecord): RecordRequest[] {
   return record.multiHop?.requests.length ? record.multiHop.requests : [record.request];
 }
 
-interface AppliedEdits {
+interface RecordEdits {
   diagnostics: EditDiagnostics[];
-  results: EditResult[];
+  applied: AppliedEdit[];
   error?: string;
 }
 
-async function applyEdits(editor: RomeEditor, record: EvalRecord, weightNorm: number): Promise<AppliedEdits> {
-  const out: AppliedEdits = { diagnostics: [], results: [] };
+async function editRecord(editor: RomeEditor, record: EvalRecord, weightNorm: number): Promise<RecordEdits> {
+  const out: RecordEdits = { diagnostics: [], applied: [] };
   for (const req of recordRequests(record)) {
     const t0 = performance.now();
     try {
       const e = await editor.edit(toEditorRequest(req, record.caseId));
-      out.results.push(e);
+      out.applied.push(e.applied);
       out.diagnostics.push(diagnosticsOf(e, weightNorm));
     } catch (err) {
       if (err instanceof GpuError) throw err; // the device is gone: no point going on
@@ -576,12 +497,17 @@ export interface RunOptions {
   protocol?: ProtocolKind;
   /** Fluency settings, or null/undefined for none. */
   fluency?: FluencyOptions | null;
-  /** Results already done (resume), by index: skipped; a sequential run re-applies their deltas. */
+  /** Results already done (resume), by index: skipped; a sequential run re-applies their edits. */
   done?: ReadonlyMap<number, RecordResult>;
+  /** Sequential resume: the applied edits of a done record (read from where `onRecord` saved them). */
+  loadApplied?: (r: RecordResult) => Promise<AppliedEdit[]>;
   /** Sequential: final results already done for this run's size, by index. */
   doneFinal?: ReadonlyMap<number, FinalResult>;
-  /** Called with each new record result, in index order (persist it here). */
-  onRecord: (r: RecordResult) => void | Promise<void>;
+  /**
+   * Called with each new record result and the edits it applied, in index order (persist them here; a
+   * sequential run's `r.appliedFile` may be set by this callback before `r` is written).
+   */
+  onRecord: (r: RecordResult, applied: AppliedEdit[]) => void | Promise<void>;
   /** Sequential: called with each record's final metrics. */
   onFinal?: (f: FinalResult) => void | Promise<void>;
   /** Progress: `done` of the `total` units of `stage` finished (called with 0 when a stage starts). */
@@ -595,7 +521,7 @@ export interface RunOptions {
  *
  * - independent: per record, pre → edit(s) → post → `editor.restore()`;
  * - sequential (EasyEdit's `sequential_edit` plus what it lacks): pre of every pending record on the
- *   unedited model, then the saved deltas of done records are re-applied in index order, then per record
+ *   unedited model, then the saved edits of done records are re-applied in index order, then per record
  *   edit(s) → post (right after its own edit) with edits kept; finally every record is evaluated again on
  *   the final model (`final`, EasyEdit's sequential "post"). Locality always compares with the pre phase.
  *
@@ -624,7 +550,7 @@ export async function runProtocol(
       const t0 = performance.now();
       const pre = await evaluatePhase(model, record, phase);
       const t1 = performance.now();
-      const edits = await applyEdits(editor, record, weightNorm);
+      const edits = await editRecord(editor, record, weightNorm);
       const t2 = performance.now();
       const post = await evaluatePhase(model, record, { ...phase, reference: pre.localityIds });
       const t3 = performance.now();
@@ -635,7 +561,7 @@ export async function runProtocol(
         evalSeconds: (t1 - t0 + t3 - t2) / 1000,
         memory,
       });
-      await opts.onRecord(result);
+      await opts.onRecord(result, edits.applied);
       progress("edit", ++n, pending.length, result);
     }
     return;
@@ -659,10 +585,8 @@ export async function runProtocol(
   for (const { index, record } of sorted) {
     const r = done.get(index);
     if (!r) break;
-    const reqs = recordRequests(record);
-    for (const [k, d] of (r.deltas ?? []).entries()) {
-      await reapply(model, editor, d, toEditorRequest(reqs[Math.min(k, reqs.length - 1)], record.caseId));
-    }
+    if (!opts.loadApplied) throw new Error(`sequential resume: no way to read the applied edits was given`);
+    await editor.adopt(await opts.loadApplied(r), `record ${index} (case ${record.caseId})`);
   }
   const localityPre = new Map<number, LocalityIds>();
   for (const it of sorted) {
@@ -675,7 +599,7 @@ export async function runProtocol(
     resetPeaks();
     const pre = pres.get(index)!;
     const t1 = performance.now();
-    const edits = await applyEdits(editor, record, weightNorm);
+    const edits = await editRecord(editor, record, weightNorm);
     const t2 = performance.now();
     const post = await evaluatePhase(model, record, { ...phase, reference: pre.localityIds });
     const t3 = performance.now();
@@ -685,11 +609,9 @@ export async function runProtocol(
       memory: memoryOf(model),
     });
     result.localityPre = pre.localityIds;
-    result.deltas = edits.results.map(saveDelta);
-    for (const e of edits.results) slim(e);
     localityPre.set(index, pre.localityIds);
     pres.delete(index);
-    await opts.onRecord(result);
+    await opts.onRecord(result, edits.applied);
     progress("edit", ++n, pending.length, result);
   }
   const doneFinal = opts.doneFinal ?? new Map<number, FinalResult>();
@@ -714,7 +636,7 @@ function resultOf(
   protocol: ProtocolKind,
   pre: PhaseEval,
   post: PhaseEval,
-  edits: AppliedEdits,
+  edits: RecordEdits,
   extra: { time: number; evalSeconds: number; memory: MemoryUse[] },
 ): RecordResult {
   const r: RecordResult = {
@@ -737,12 +659,12 @@ function resultOf(
 
 /**
  * A copy of a result without what varies from run to run (timings, memory) and without the resume
- * bookkeeping (deltas): two runs of the same records give equal comparable results.
+ * bookkeeping (appliedFile): two runs of the same records give equal comparable results.
  */
 export function comparableResult(
   r: RecordResult,
-): Omit<RecordResult, "time" | "evalSeconds" | "memory" | "deltas"> {
-  const { time: _t, evalSeconds: _e, memory: _m, deltas: _d, ...rest } = r;
+): Omit<RecordResult, "time" | "evalSeconds" | "memory" | "appliedFile"> {
+  const { time: _t, evalSeconds: _e, memory: _m, appliedFile: _d, ...rest } = r;
   return {
     ...rest,
     edits: r.edits.map((e) => ({ ...e, timings: { ...e.timings, ...ZERO_TIMINGS } })),

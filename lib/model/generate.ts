@@ -11,6 +11,7 @@
  */
 import { argmaxRows } from "../ops/loss.ts";
 import { padBatch, type TokenBatch, type Transformer } from "./transformer.ts";
+import { checkTokenCount } from "./validate.ts";
 
 /** Options for {@link greedyGenerate} and {@link greedyGenerateBatch}. */
 export interface GenerateOptions {
@@ -37,11 +38,7 @@ function budgets(net: Transformer, prompts: number[][], opts: GenerateOptions): 
   const maxPos = opts.maxPositions ?? net.positions?.shape[0] ?? Infinity;
   return prompts.map((p, r) => {
     if (p.length === 0) throw new Error(`generate: prompt ${r} is empty`);
-    if (p.length > maxPos) {
-      throw new Error(
-        `generate: prompt ${r} has ${p.length} tokens, more than the model's ${maxPos} positions`,
-      );
-    }
+    checkTokenCount(maxPos, p.length, `generate: prompt ${r}`);
     // A sequence of length L ≤ maxPos produces token L+1: tokens L = P … maxPos give maxPos − P + 1 of them.
     return Math.min(opts.maxNewTokens, maxPos - p.length + 1);
   });

@@ -15,6 +15,7 @@ import { parseDevices } from "./placement.ts";
 import { type Precision, weightDtype } from "./precision.ts";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 import { type Block, type Linear, type Norm, Transformer } from "./transformer.ts";
+import { countNonFiniteBits, validateShapes } from "./validate.ts";
 
 /** Options for {@link loadModel}. */
 export interface LoadModelOptions {
@@ -28,6 +29,8 @@ export interface LoadModelOptions {
   maxBindingBytes?: number;
   /** Suppress warnings. */
   quiet?: boolean;
+  /** Refuse weights holding NaN/±inf, naming the tensor (default true; a host scan as tensors are read). */
+  checkFinite?: boolean;
   /** Progress callback (tensor name, index, total). */
   onProgress?: (name: string, index: number, total: number) => void;
 }
@@ -112,6 +115,13 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
     );
   }
 
+  // config.json must describe these weights: shapes and layer count (lib/model/validate.ts)
+  const more = architectureFor({ ...config, numLayers: config.numLayers + 1 }, names);
+  validateShapes(dir, config, arch, {
+    shapeOf: (n) => checkpoint.info(n).shape,
+    has: (n) => names.has(n),
+  }, more);
+
   const placement = parseDevices(
     Array.isArray(opts.devices) ? opts.devices.join(",") : (opts.devices ?? (opts.gpus?.length ?? 1)),
     config.numLayers,
@@ -139,6 +149,14 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
     if (hit) return hit;
     const r = await checkpoint.readFloat(name, dtype);
     if (r.overflow) f16Overflow[name] = r.overflow;
+    if (opts.checkFinite !== false) {
+      const bad = countNonFiniteBits(r.data) - r.overflow;
+      if (bad > 0) {
+        throw new Error(
+          `${dir}: tensor ${name} holds ${bad} NaN/infinite value(s) of ${r.data.length}: the checkpoint is corrupt`,
+        );
+      }
+    }
     let data = r.data, shape = r.shape;
     if (part) {
       if (shape.length === 1) {
@@ -169,57 +187,68 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
   });
 
   const first = gpus[placement.map[0]], last = gpus[placement.map[config.numLayers - 1]];
-  const embed = await upload(first, arch.embed, wdt);
-  const positions = arch.positions ? await upload(first, arch.positions, wdt) : null;
-  const blocks: Block[] = [];
-  for (let i = 0; i < config.numLayers; i++) {
-    const gpu = gpus[placement.map[i]];
-    const s = arch.blocks[i];
-    blocks.push({
-      ln1: await norm(gpu, s.ln1),
-      ln2: s.ln2 ? await norm(gpu, s.ln2) : null,
-      q: await lin(gpu, s.q),
-      k: await lin(gpu, s.k),
-      v: await lin(gpu, s.v),
-      o: await lin(gpu, s.o),
-      mlpIn: await lin(gpu, s.mlpIn),
-      mlpGate: s.mlpGate ? await lin(gpu, s.mlpGate) : null,
-      mlpOut: await lin(gpu, s.mlpOut),
-    });
-  }
-  const finalNorm = await norm(last, arch.finalNorm);
-  const lmHead = await lin(last, arch.lmHead);
-  for (const g of gpus) await g.sync();
-
-  const net = new Transformer({
-    config,
-    precision,
-    devices: gpus,
-    layerDevice: placement.map,
-    embed,
-    positions,
-    blocks,
-    finalNorm,
-    lmHead,
-  });
-  const tokenizer = await loadTokenizer(dir).catch((e) => {
-    if (e instanceof Deno.errors.NotFound || /no tokenizer/i.test(String(e))) return null;
-    throw e;
-  });
-  const fingerprint = await checkpoint.fingerprint();
   const ownGpus = !opts.gpus;
-  return {
-    dir,
-    config,
-    tokenizer,
-    checkpoint,
-    arch,
-    net,
-    fingerprint,
-    f16Overflow,
-    async dispose() {
-      await checkpoint.close();
-      if (ownGpus) { for (const g of gpus) await g.destroy(); }
-    },
-  };
+  try {
+    return await assemble();
+  } catch (e) {
+    for (const t of cache.values()) t.dispose();
+    await checkpoint.close();
+    if (ownGpus) { for (const g of gpus) await g.destroy(); }
+    throw e;
+  }
+
+  async function assemble(): Promise<LoadedModel> {
+    const embed = await upload(first, arch.embed, wdt);
+    const positions = arch.positions ? await upload(first, arch.positions, wdt) : null;
+    const blocks: Block[] = [];
+    for (let i = 0; i < config.numLayers; i++) {
+      const gpu = gpus[placement.map[i]];
+      const s = arch.blocks[i];
+      blocks.push({
+        ln1: await norm(gpu, s.ln1),
+        ln2: s.ln2 ? await norm(gpu, s.ln2) : null,
+        q: await lin(gpu, s.q),
+        k: await lin(gpu, s.k),
+        v: await lin(gpu, s.v),
+        o: await lin(gpu, s.o),
+        mlpIn: await lin(gpu, s.mlpIn),
+        mlpGate: s.mlpGate ? await lin(gpu, s.mlpGate) : null,
+        mlpOut: await lin(gpu, s.mlpOut),
+      });
+    }
+    const finalNorm = await norm(last, arch.finalNorm);
+    const lmHead = await lin(last, arch.lmHead);
+    for (const g of gpus) await g.sync();
+
+    const net = new Transformer({
+      config,
+      precision,
+      devices: gpus,
+      layerDevice: placement.map,
+      embed,
+      positions,
+      blocks,
+      finalNorm,
+      lmHead,
+    });
+    const tokenizer = await loadTokenizer(dir).catch((e) => {
+      if (e instanceof Deno.errors.NotFound || /no tokenizer/i.test(String(e))) return null;
+      throw e;
+    });
+    const fingerprint = await checkpoint.fingerprint();
+    return {
+      dir,
+      config,
+      tokenizer,
+      checkpoint,
+      arch,
+      net,
+      fingerprint,
+      f16Overflow,
+      async dispose() {
+        await checkpoint.close();
+        if (ownGpus) { for (const g of gpus) await g.destroy(); }
+      },
+    };
+  }
 }

@@ -16,4 +16,3 @@ export * from "./placement.ts";
 export * from "./load.ts";
 export * from "./generate.ts";
 export * from "./score.ts";
-export * from "./random.ts";

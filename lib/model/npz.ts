@@ -33,7 +33,7 @@ const CRC_TABLE = (() => {
 })();
 
 /** CRC-32 of bytes (zip's checksum). */
-export function crc32(bytes: Uint8Array): number {
+function crc32(bytes: Uint8Array): number {
   let c = 0xffffffff;
   for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
@@ -46,7 +46,7 @@ async function inflateRaw(data: Uint8Array): Promise<Uint8Array> {
 }
 
 /** Parses one `.npy` payload. */
-export function parseNpy(bytes: Uint8Array, where: string): NpyArray {
+function parseNpy(bytes: Uint8Array, where: string): NpyArray {
   const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
   if (!magic.every((b, i) => bytes[i] === b)) throw new NpzError(where, "not a .npy array (bad magic)");
   const major = bytes[6];

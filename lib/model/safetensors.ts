@@ -145,10 +145,31 @@ function parseHeader(
   dataBytes: number,
 ): { entries: Map<string, SafetensorsEntry>; metadata: Record<string, string> } {
   let json: unknown;
+  // Shapes and offsets must be written as integers (the format's reference reader refuses `256.0` or
+  // `1e3`); JSON.parse hides the difference, so the reviver looks at each number's source text.
+  let bad: { source: string; field?: string; tensor?: string } | null = null;
+  const reviver = (key: string, value: unknown, ctx?: { source?: string }): unknown => {
+    if (
+      typeof value === "number" && Number.isInteger(value) && value >= 0 && ctx?.source !== undefined &&
+      !/^\d+$/.test(ctx.source)
+    ) {
+      bad ??= { source: ctx.source };
+    } else if (bad && !bad.tensor && Array.isArray(value)) bad.field ??= key;
+    else if (bad && !bad.tensor && value !== null && typeof value === "object" && bad.field) bad.tensor = key;
+    return value;
+  };
   try {
-    json = JSON.parse(text);
+    json = JSON.parse(text, reviver as (key: string, value: unknown) => unknown);
   } catch (e) {
     throw new SafetensorsError(file, `header is not valid JSON: ${(e as Error).message}`);
+  }
+  if (bad) {
+    const b = bad as { source: string; field?: string; tensor?: string };
+    throw new SafetensorsError(
+      file,
+      `${b.field ?? "header"} holds ${b.source}, which is not written as a non-negative integer`,
+      b.tensor,
+    );
   }
   if (json === null || typeof json !== "object" || Array.isArray(json)) {
     throw new SafetensorsError(file, "header must be a JSON object");
@@ -237,6 +258,29 @@ function parseHeader(
         cn,
       );
     }
+  }
+  // The tensors must cover the data section exactly: no holes and no trailing bytes (the format forbids
+  // both, so that a file cannot carry hidden content).
+  let at = 0;
+  for (const [n, e] of byStart) {
+    if (e.dataOffsets[0] !== at) {
+      throw new SafetensorsError(
+        file,
+        `data_offsets [${e.dataOffsets.join(", ")}] leave bytes ${at}..${
+          e.dataOffsets[0]
+        } unused (holes are not allowed)`,
+        n,
+      );
+    }
+    at = e.dataOffsets[1];
+  }
+  if (at !== dataBytes) {
+    throw new SafetensorsError(
+      file,
+      `${
+        dataBytes - at
+      } trailing byte(s) after the last tensor's data (the data section is ${dataBytes} bytes, the tensors cover ${at})`,
+    );
   }
   return { entries, metadata };
 }

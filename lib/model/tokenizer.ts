@@ -370,6 +370,7 @@ function finish(
   if (addsBos && bosId === null) {
     throw new TokenizerError(`${dir}: add_bos_token is true but there is no bos_token`);
   }
+  if (vocabSize === 0) throw new TokenizerError(`${dir}: ${source}: the vocabulary is empty`);
   return {
     source,
     bosId,
@@ -469,6 +470,7 @@ async function fromBpeFiles(dir: string, config: Json | null, names: SpecialToke
   if (vocab === null || typeof vocab !== "object" || Array.isArray(vocab)) {
     throw new TokenizerError(`${vocabPath}: must be an object {token: id}`);
   }
+  if (Object.keys(vocab).length === 0) throw new TokenizerError(`${vocabPath}: the vocabulary is empty`);
   let mergesText: string;
   try {
     mergesText = await Deno.readTextFile(mergesPath);

@@ -1,5 +1,5 @@
 /**
- * keg's GPU ops: one module per WGSL kernel family. Plain-TS references live beside them
+ * keg's GPU ops: one module per WGSL kernel family. Their plain-TS references live in lib/testing/
  * (`*_reference.ts`) and are not re-exported.
  * @module
  */

@@ -4,7 +4,8 @@ import { padBatch } from "../../lib/model/transformer.ts";
 import { applyOverrides, loadHparams } from "../../lib/edit/hparams.ts";
 import { loadStatsFile } from "../../lib/edit/covariance.ts";
 import { RomeEditor } from "../../lib/edit/rome.ts";
-import { applyEdits, exportCheckpoint, readEdits, saveEdits } from "../../lib/edit/edits_io.ts";
+import { exportCheckpoint, readEdits, saveEdits } from "../../lib/edit/edits_io.ts";
+import { applyEdits } from "../../lib/edit/applied.ts";
 import { normalizeRequest } from "../../lib/edit/request.ts";
 import { sharedPath } from "../_util.ts";
 
@@ -45,7 +46,7 @@ Deno.test("editor: sequential edits, saved deltas reload to identical logits, re
     const e1 = await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Antarctica" });
     const e2 = await editor.edit({ prompt: "{} plays the", subject: "Lady Gaga", targetNew: "violin" });
     assert.equal((await editor.templates()).length, 6);
-    for (const e of [e1, e2]) {
+    for (const { report: e } of [e1, e2]) {
       assert.equal(e.vSteps.length, 3);
       assert.ok(e.rankOne.divisionFactor > 0 && Number.isFinite(e.dWRel) && e.dWRel > 0);
       assert.equal(e.fallbacks.length, 0);
@@ -53,10 +54,11 @@ Deno.test("editor: sequential edits, saved deltas reload to identical logits, re
     const edited = await logits();
     assert.notDeepEqual(Array.from(edited), Array.from(before), "the edits change the model");
     // save, reload on a fresh copy of the base model: identical logits
-    const path = await saveEdits(`${tmp}/edits`, model, editor.history, hp.raw);
+    const path = await saveEdits(`${tmp}/edits`, editor.history, hp.raw);
     const saved = await readEdits(path, model);
     assert.equal(saved.length, 2);
-    assert.deepEqual(saved[1].request, e2.request);
+    assert.deepEqual(saved[1].requests, e2.applied.requests);
+    assert.deepEqual(saved, editor.history, "the saved edits are the applied ones");
     const fresh = await loadModel(dir, { quiet: true });
     try {
       await applyEdits(fresh, saved);
@@ -65,7 +67,7 @@ Deno.test("editor: sequential edits, saved deltas reload to identical logits, re
       await fresh.dispose();
     }
     // a full exported checkpoint (same layout and dtypes) loads to the same logits
-    await exportCheckpoint(model, `${tmp}/exported`, [e1.weightName]);
+    await exportCheckpoint(model, `${tmp}/exported`, editor.history);
     const exported = await loadModel(`${tmp}/exported`, { quiet: true });
     try {
       assert.deepEqual(Array.from(await logits(exported)), Array.from(edited));
@@ -119,7 +121,7 @@ Deno.test("an edit with layers on two devices equals the single-device edit bit 
       await model.dispose();
     }
   }
-  assert.deepEqual(Array.from(results[1].delta), Array.from(results[0].delta));
-  assert.deepEqual(Array.from(results[1].rankOne.r), Array.from(results[0].rankOne.r));
-  assert.deepEqual(results[1].vSteps, results[0].vSteps);
+  assert.deepEqual(Array.from(results[1].report.delta), Array.from(results[0].report.delta));
+  assert.deepEqual(Array.from(results[1].report.rankOne.r), Array.from(results[0].report.rankOne.r));
+  assert.deepEqual(results[1].report.vSteps, results[0].report.vSteps);
 });

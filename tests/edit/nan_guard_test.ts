@@ -52,7 +52,11 @@ Deno.test("NaN/inf guard: an f16 overflow in v* is detected, v* is redone with f
       assert.ok((await countNonFinite(r.logits)) > 0, "the f16 forward overflows");
       r.logits.dispose();
       const editor = new RomeEditor(model, hp, { templates: ["{}", "The city. {}"] });
-      const e = await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Antarctica" });
+      const { report: e } = await editor.edit({
+        prompt: "{} is located in",
+        subject: "Angola",
+        targetNew: "Antarctica",
+      });
       assert.deepEqual(e.fallbacks, ["v*"]);
       assert.ok(e.vSteps.every((s) => Number.isFinite(s.loss)), "f32-activation rerun has finite losses");
       assert.ok(e.rankOne.r.every(Number.isFinite) && e.rankOne.u.every(Number.isFinite));

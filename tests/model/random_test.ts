@@ -7,7 +7,7 @@ import {
   randomCovariance,
   randomModel,
   tensorSeed,
-} from "../../lib/model/random.ts";
+} from "../../lib/testing/random_model.ts";
 import { padBatch } from "../../lib/model/transformer.ts";
 import { applyOverrides, loadHparams } from "../../lib/edit/hparams.ts";
 import { RomeEditor } from "../../lib/edit/rome.ts";
@@ -172,7 +172,11 @@ Deno.test("randomModel: tiny Llama forward is finite and seeded; R-ROME edits it
       context_template_length_params: [[4, 2]],
     });
     const editor = new RomeEditor(model, hp);
-    const e = await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Oz" });
+    const { report: e } = await editor.edit({
+      prompt: "{} is located in",
+      subject: "Angola",
+      targetNew: "Oz",
+    });
     assert.equal(e.vSteps.length, 2);
     assert.ok(Number.isFinite(e.dWRel) && e.dWRel > 0, `dWRel ${e.dWRel}`);
     for (const k of ["templates", "kStar", "vStar", "solve", "update", "total"] as const) {

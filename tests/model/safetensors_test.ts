@@ -283,13 +283,35 @@ Deno.test("malformed files: each gives a SafetensorsError naming the file and th
       openSafetensors(await rawFile(dir, overlap, 28)),
       'tensor "b": data_offsets [12, 28] overlap tensor "a" at [0, 16]',
     );
-    // empty tensors hold no bytes, so they overlap nothing; gaps are allowed
+    // the tensors must cover the data section exactly (the format forbids holes and trailing bytes)
+    const holes = {
+      a: { dtype: "F32", shape: [4], data_offsets: [0, 16] },
+      c: { dtype: "U8", shape: [], data_offsets: [20, 21] },
+    };
+    await expectError(
+      openSafetensors(await rawFile(dir, holes, 21)),
+      'tensor "c": data_offsets [20, 21] leave bytes 16..20 unused',
+    );
+    await expectError(
+      openSafetensors(await rawFile(dir, { a: holes.a }, 24)),
+      "8 trailing byte(s) after the last tensor's data",
+    );
+    // shapes and offsets written as floats are refused (JSON.parse alone would read 4.0 as 4)
+    await expectError(
+      openSafetensors(await rawFile(dir, '{"a":{"dtype":"F32","shape":[4.0],"data_offsets":[0,16]}}', 16)),
+      'tensor "a": shape holds 4.0, which is not written as a non-negative integer',
+    );
+    await expectError(
+      openSafetensors(await rawFile(dir, '{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,1.6e1]}}', 16)),
+      'tensor "a": data_offsets holds 1.6e1',
+    );
+    // empty tensors hold no bytes, so they overlap nothing
     const fine = {
       a: { dtype: "F32", shape: [4], data_offsets: [0, 16] },
       e: { dtype: "F32", shape: [0, 3], data_offsets: [8, 8] },
-      c: { dtype: "U8", shape: [], data_offsets: [20, 21] },
+      c: { dtype: "U8", shape: [], data_offsets: [16, 17] },
     };
-    const ff = await openSafetensors(await rawFile(dir, fine, 24));
+    const ff = await openSafetensors(await rawFile(dir, fine, 17));
     assert.deepEqual(ff.names(), ["a", "e", "c"]);
     assert.equal((await ff.read("e")).bytes.length, 0);
     assert.deepEqual((await ff.read("c")).shape, []);

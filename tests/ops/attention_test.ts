@@ -8,7 +8,7 @@ import {
   attentionReference,
   type AttentionRefOptions,
   attentionVisible,
-} from "../../lib/ops/attention_reference.ts";
+} from "../../lib/testing/attention_reference.ts";
 import { applyRotary } from "../../lib/ops/rotary.ts";
 import { assertClose, maxAbsDiff, randArray, roundF16, testGpu } from "../_util.ts";
 

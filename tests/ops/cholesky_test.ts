@@ -8,7 +8,7 @@ import {
   covarianceReference,
   multiplyReference,
   norm2,
-} from "../../lib/ops/linalg_reference.ts";
+} from "../../lib/testing/linalg_reference.ts";
 import { assertClose, randArray, testGpu } from "../_util.ts";
 
 const U = 2 ** -24; // unit roundoff of f32 (half its machine epsilon)

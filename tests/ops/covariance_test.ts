@@ -6,7 +6,7 @@ import {
   covarianceAccumulate,
   type GramKernel,
 } from "../../lib/ops/covariance.ts";
-import { covarianceReference } from "../../lib/ops/linalg_reference.ts";
+import { covarianceReference } from "../../lib/testing/linalg_reference.ts";
 import { randArray, roundF16, testGpu } from "../_util.ts";
 
 /** A random symmetric d×d matrix (a plausible running C). */

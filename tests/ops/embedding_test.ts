@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import { addToRows, embedding, gatherRows, scatterAddRows, sumRows } from "../../lib/ops/embedding.ts";
-import { embeddingRef } from "../../lib/ops/transformer_reference.ts";
+import { embeddingRef } from "../../lib/testing/transformer_reference.ts";
 import { assertClose, randArray, rng, roundF16, testGpu } from "../_util.ts";
 
 const U32 = 2 ** -24; // unit roundoff of f32

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { type DType, type Gpu, GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import { gemv, gemvT } from "../../lib/ops/gemv.ts";
-import { gammaBound, gemvReference, type RefResult } from "../../lib/ops/matmul_reference.ts";
+import { gammaBound, gemvReference, type RefResult } from "../../lib/testing/matmul_reference.ts";
 import { randArray, roundF16, testGpu } from "../_util.ts";
 
 // Error bound (as in matmul_test.ts): a sum of k products in f32, in any order, is within

@@ -8,7 +8,7 @@ import {
   klDivergenceRef,
   logSoftmaxRef,
   tokenNllRef,
-} from "../../lib/ops/transformer_reference.ts";
+} from "../../lib/testing/transformer_reference.ts";
 import { assertClose, randArray, rng, roundF16, testGpu } from "../_util.ts";
 
 const U32 = 2 ** -24; // unit roundoff of f32 (all loss math is f32)

@@ -6,7 +6,7 @@ import {
   matmulReference,
   type MatmulRefSpec,
   type RefResult,
-} from "../../lib/ops/matmul_reference.ts";
+} from "../../lib/testing/matmul_reference.ts";
 import { randArray, roundF16, testGpu } from "../_util.ts";
 
 // Error bounds. With unit roundoff u (f32: 2^-24), any summation order of k products satisfies

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Tensor } from "../../lib/gpu/mod.ts";
 import { ADAM_STATS, adamDelta, adamDeltaState } from "../../lib/ops/optim.ts";
-import { adamDeltaRef } from "../../lib/ops/optim_reference.ts";
+import { adamDeltaRef } from "../../lib/testing/optim_reference.ts";
 import { assertClose, randArray, testGpu } from "../_util.ts";
 
 Deno.test("adamDelta: steps of Adam + weight decay + clamp equal the f64 reference; loss parts; undo copy", async () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import type { DType } from "../../lib/gpu/dtype.ts";
-import { outerReference } from "../../lib/ops/linalg_reference.ts";
+import { outerReference } from "../../lib/testing/linalg_reference.ts";
 import { outerUpdate } from "../../lib/ops/outer.ts";
 import { randArray, roundF16, testGpu } from "../_util.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type DType, F16_EPS, F32_EPS, GpuError, Tensor } from "../../lib/gpu/mod.ts";
-import { rotaryReference, type RotaryRefOptions } from "../../lib/ops/attention_reference.ts";
+import { rotaryReference, type RotaryRefOptions } from "../../lib/testing/attention_reference.ts";
 import { applyRotary, rotaryBackward, rotaryInvFreq } from "../../lib/ops/rotary.ts";
 import { assertClose, maxAbsDiff, randArray, roundF16, testGpu } from "../_util.ts";
 

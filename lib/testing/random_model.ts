@@ -18,14 +18,14 @@ import { Tensor } from "../gpu/tensor.ts";
 import { grid1d, rowSegments, words } from "../ops/_chunks.ts";
 import { covarianceAccumulate } from "../ops/covariance.ts";
 import { scale as scaleInPlace } from "../ops/elementwise.ts";
-import { Checkpoint, type CheckpointTensorInfo } from "./checkpoint.ts";
-import { type ModelConfig, parseConfig } from "./config.ts";
-import { architectureFor, type LoadedModel } from "./load.ts";
-import { parseDevices } from "./placement.ts";
-import { type Precision, weightDtype } from "./precision.ts";
-import type { FloatArrayFor, FloatTensor, RawTensor, RowRange } from "./safetensors.ts";
-import type { DecodeOptions, EncodeOptions, Tokenizer } from "./tokenizer.ts";
-import { type Block, type Linear, type Norm, Transformer } from "./transformer.ts";
+import { Checkpoint, type CheckpointTensorInfo } from "../model/checkpoint.ts";
+import { type ModelConfig, parseConfig } from "../model/config.ts";
+import { architectureFor, type LoadedModel } from "../model/load.ts";
+import { parseDevices } from "../model/placement.ts";
+import { type Precision, weightDtype } from "../model/precision.ts";
+import type { FloatArrayFor, FloatTensor, RawTensor, RowRange } from "../model/safetensors.ts";
+import type { DecodeOptions, EncodeOptions, Tokenizer } from "../model/tokenizer.ts";
+import { type Block, type Linear, type Norm, Transformer } from "../model/transformer.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // The hash (mirrors shaders/random.wgsl)

@@ -2,7 +2,7 @@
  * Plain-TS f64 reference of lib/ops/optim.ts.
  * @module
  */
-import type { AdamDeltaSettings } from "./optim.ts";
+import type { AdamDeltaSettings } from "../ops/optim.ts";
 
 /** Host state of {@link adamDeltaRef}. */
 export interface AdamDeltaRefState {
