@@ -16,6 +16,13 @@
 //              K-tile is first staged in workgroup memory by the whole workgroup (the usual GPU design:
 //              every global element is read once per workgroup instead of once per thread).
 //   mm_skinny  for few rows (m ≤ 40 by default): 4×16 blocks, workgroup 32×1 covering 4 rows × 512 columns of C.
+//   mm_texel   the mm_direct blocking with both operands read from rgba32float textures that mm_pack filled
+//              (op(A) as [m, k/4] texels, op(B) as [k, n/4] texels, K zero-padded to a multiple of 4): on
+//              lavapipe a texel fetch is one vectorised gather of 8 lanes × 4 values, while every storage
+//              read is a per-lane loop with a bounds check per component, so this kernel reads its
+//              operands several times faster than mm_direct. Packing costs one pass over each operand.
+//   mm_pack    writes op(X)[r][4t .. 4t+3] of a strided (optionally transposed) storage operand into texel
+//              (t, r) of a storage texture, zeros past the valid columns and in rows [rows, p.k).
 //   mm_naive   one thread per output element (the baseline for the benchmark; also handy for debugging).
 // mm_direct and mm_tiled: one workgroup per 128×128 tile of C; dispatch
 // (ceil(n/128), ceil(m/128), batch). mm_naive: workgroup 16×16, dispatch (ceil(n/16), ceil(m/16), batch).
@@ -42,8 +49,17 @@ struct Params {
   c_bs: u32,
   bias_off: u32,
   alpha: f32,
+  // mm_texel with TRI ≠ 0: the position of this dispatch's C element (0, 0) in the full matrix whose
+  // diagonal decides which tiles run
+  tri_r0: u32,
+  tri_c0: u32,
+  // mm_texel: bit 0 add the bias, bit 1 accumulate into C, bits 2–3 the triangle mode (TRI below); runtime
+  // flags instead of override constants keep mm_texel (slow to compile on lavapipe) to one pipeline per
+  // storage type
+  flags: u32,
   _p0: u32,
   _p1: u32,
+  _p2: u32,
 }
 
 override TRANS_A: bool = false;
@@ -53,6 +69,22 @@ override VEC_A: bool = false;
 override VEC_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUM: bool = false;
+// mm_texel only: read bias / accumulate / triangle from p.flags. Triangle mode 0: every tile; 1: skip tiles
+// strictly below the diagonal (symmetric products whose lower triangle the host mirrors afterwards); 2: skip
+// tiles strictly above it and store only column ≤ row.
+override RUNTIME_FLAGS: bool = false;
+
+fn has_bias() -> bool {
+  return HAS_BIAS || (RUNTIME_FLAGS && (p.flags & 1u) != 0u);
+}
+
+fn accum() -> bool {
+  return ACCUM || (RUNTIME_FLAGS && (p.flags & 2u) != 0u);
+}
+
+fn tri_mode() -> u32 {
+  return select(0u, (p.flags >> 2u) & 3u, RUNTIME_FLAGS);
+}
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> A: array<TA>;
@@ -126,10 +158,10 @@ fn b_blk_masked(bbase: u32, k: u32, n: u32) -> mat4x4<f32> {
 fn finish(cbase: u32, m: u32, n: u32, v: f32) {
   let at = cbase + m * p.ldc + n;
   var c = p.alpha * v;
-  if (HAS_BIAS) {
+  if (has_bias()) {
     c += f32(bias[p.bias_off + n]);
   }
-  if (ACCUM) {
+  if (accum()) {
     c += f32(C[at]);
   }
   C[at] = TC(c);
@@ -141,9 +173,13 @@ fn finish(cbase: u32, m: u32, n: u32, v: f32) {
 fn store_blk(cbase: u32, m: u32, n: u32, acc: mat4x4<f32>) {
   let mr = select(0u, min(4u, p.m - m), m < p.m);
   let nc = select(0u, min(4u, p.n - n), n < p.n);
+  let lower = tri_mode() == 2u;
   for (var i = 0u; i < mr; i++) {
     let row = acc[i];
     for (var j = 0u; j < nc; j++) {
+      if (lower && p.tri_c0 + n + j > p.tri_r0 + m + i) {
+        continue;
+      }
       finish(cbase, m + i, n + j, row[j]);
     }
   }
@@ -207,6 +243,193 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let b1 = b_blk_masked(bbase, k, n + 4u);
     let b2 = b_blk_masked(bbase, k, n + 8u);
     let b3 = b_blk_masked(bbase, k, n + 12u);
+    c00 += b0 * a0;
+    c01 += b1 * a0;
+    c02 += b2 * a0;
+    c03 += b3 * a0;
+    c10 += b0 * a1;
+    c11 += b1 * a1;
+    c12 += b2 * a1;
+    c13 += b3 * a1;
+    c20 += b0 * a2;
+    c21 += b1 * a2;
+    c22 += b2 * a2;
+    c23 += b3 * a2;
+    c30 += b0 * a3;
+    c31 += b1 * a3;
+    c32 += b2 * a3;
+    c33 += b3 * a3;
+    c40 += b0 * a4;
+    c41 += b1 * a4;
+    c42 += b2 * a4;
+    c43 += b3 * a4;
+    c50 += b0 * a5;
+    c51 += b1 * a5;
+    c52 += b2 * a5;
+    c53 += b3 * a5;
+    c60 += b0 * a6;
+    c61 += b1 * a6;
+    c62 += b2 * a6;
+    c63 += b3 * a6;
+    c70 += b0 * a7;
+    c71 += b1 * a7;
+    c72 += b2 * a7;
+    c73 += b3 * a7;
+  }
+  let cbase = p.c_off + wid.z * p.c_bs;
+  // one store_blk call site for the whole tile: block t is picked by a switch
+  for (var t = 0u; t < valid_block_rows(m, 8u) * 4u; t++) {
+    var blk: mat4x4<f32>;
+    switch t {
+      case 0u: { blk = c00; }
+      case 1u: { blk = c01; }
+      case 2u: { blk = c02; }
+      case 3u: { blk = c03; }
+      case 4u: { blk = c10; }
+      case 5u: { blk = c11; }
+      case 6u: { blk = c12; }
+      case 7u: { blk = c13; }
+      case 8u: { blk = c20; }
+      case 9u: { blk = c21; }
+      case 10u: { blk = c22; }
+      case 11u: { blk = c23; }
+      case 12u: { blk = c30; }
+      case 13u: { blk = c31; }
+      case 14u: { blk = c32; }
+      case 15u: { blk = c33; }
+      case 16u: { blk = c40; }
+      case 17u: { blk = c41; }
+      case 18u: { blk = c42; }
+      case 19u: { blk = c43; }
+      case 20u: { blk = c50; }
+      case 21u: { blk = c51; }
+      case 22u: { blk = c52; }
+      case 23u: { blk = c53; }
+      case 24u: { blk = c60; }
+      case 25u: { blk = c61; }
+      case 26u: { blk = c62; }
+      case 27u: { blk = c63; }
+      case 28u: { blk = c70; }
+      case 29u: { blk = c71; }
+      case 30u: { blk = c72; }
+      default: { blk = c73; }
+    }
+    store_blk(cbase, m + 4u * (t / 4u), n + 4u * (t % 4u), blk);
+  }
+}
+
+// ---- packed-texture kernel (CPU adapters) -------------------------------------------------------------
+
+@group(0) @binding(7) var At: texture_2d<f32>;
+@group(0) @binding(8) var Bt: texture_2d<f32>;
+@group(0) @binding(9) var packed: texture_storage_2d<rgba32float, write>;
+
+// column i = op(A)[m+i][k..k+3]
+fn a_tex(m: u32, k: u32) -> mat4x4<f32> {
+  let x = i32(k / 4u);
+  let y = i32(m);
+  return mat4x4<f32>(
+    textureLoad(At, vec2<i32>(x, y), 0),
+    textureLoad(At, vec2<i32>(x, y + 1), 0),
+    textureLoad(At, vec2<i32>(x, y + 2), 0),
+    textureLoad(At, vec2<i32>(x, y + 3), 0),
+  );
+}
+
+// column l = op(B)[k+l][n..n+3]
+fn b_tex(k: u32, n: u32) -> mat4x4<f32> {
+  let x = i32(n / 4u);
+  let y = i32(k);
+  return mat4x4<f32>(
+    textureLoad(Bt, vec2<i32>(x, y), 0),
+    textureLoad(Bt, vec2<i32>(x, y + 1), 0),
+    textureLoad(Bt, vec2<i32>(x, y + 2), 0),
+    textureLoad(Bt, vec2<i32>(x, y + 3), 0),
+  );
+}
+
+// Packs rows [0, p.k) of op(X) (X = binding A, [p.m rows valid] × [p.n columns], element (r, c) at
+// a_off + r·lda + c, or a_off + c·lda + r with TRANS_A) into `packed`, one texel per thread.
+@compute @workgroup_size(8, 8)
+fn mm_pack(@builtin(global_invocation_id) g: vec3<u32>) {
+  let t = g.x;
+  let r = g.y;
+  if (t >= (p.n + 3u) / 4u || r >= p.k) {
+    return;
+  }
+  var v = vec4<f32>(0.0);
+  if (r < p.m) {
+    for (var i = 0u; i < 4u; i++) {
+      let c = 4u * t + i;
+      if (c < p.n) {
+        var at = p.a_off + r * p.lda + c;
+        if (TRANS_A) {
+          at = p.a_off + c * p.lda + r;
+        }
+        v[i] = f32(A[at]);
+      }
+    }
+  }
+  textureStore(packed, vec2<i32>(i32(t), i32(r)), v);
+}
+
+// The mm_direct blocking (32×16 per thread, workgroup 8×4, one workgroup per 128×128 tile of C) over
+// packed operands; p.k is the padded K (a multiple of 4), so no masking is needed.
+@compute @workgroup_size(8, 4)
+fn mm_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tr = p.tri_r0 + wid.y * 128u;
+  let tc = p.tri_c0 + wid.x * 128u;
+  let tri = tri_mode();
+  if ((tri == 1u && tc + 128u <= tr) || (tri == 2u && tc >= tr + 128u)) {
+    return; // uniform per workgroup
+  }
+  let m = wid.y * 128u + lid.y * 32u;
+  let n = wid.x * 128u + lid.x * 16u;
+  var c00 = mat4x4<f32>();
+  var c01 = mat4x4<f32>();
+  var c02 = mat4x4<f32>();
+  var c03 = mat4x4<f32>();
+  var c10 = mat4x4<f32>();
+  var c11 = mat4x4<f32>();
+  var c12 = mat4x4<f32>();
+  var c13 = mat4x4<f32>();
+  var c20 = mat4x4<f32>();
+  var c21 = mat4x4<f32>();
+  var c22 = mat4x4<f32>();
+  var c23 = mat4x4<f32>();
+  var c30 = mat4x4<f32>();
+  var c31 = mat4x4<f32>();
+  var c32 = mat4x4<f32>();
+  var c33 = mat4x4<f32>();
+  var c40 = mat4x4<f32>();
+  var c41 = mat4x4<f32>();
+  var c42 = mat4x4<f32>();
+  var c43 = mat4x4<f32>();
+  var c50 = mat4x4<f32>();
+  var c51 = mat4x4<f32>();
+  var c52 = mat4x4<f32>();
+  var c53 = mat4x4<f32>();
+  var c60 = mat4x4<f32>();
+  var c61 = mat4x4<f32>();
+  var c62 = mat4x4<f32>();
+  var c63 = mat4x4<f32>();
+  var c70 = mat4x4<f32>();
+  var c71 = mat4x4<f32>();
+  var c72 = mat4x4<f32>();
+  var c73 = mat4x4<f32>();
+  for (var k = 0u; k < p.k; k += 4u) {
+    let a0 = a_tex(m, k);
+    let a1 = a_tex(m + 4u, k);
+    let a2 = a_tex(m + 8u, k);
+    let a3 = a_tex(m + 12u, k);
+    let a4 = a_tex(m + 16u, k);
+    let a5 = a_tex(m + 20u, k);
+    let a6 = a_tex(m + 24u, k);
+    let a7 = a_tex(m + 28u, k);
+    let b0 = b_tex(k, n);
+    let b1 = b_tex(k, n + 4u);
+    let b2 = b_tex(k, n + 8u);
+    let b3 = b_tex(k, n + 12u);
     c00 += b0 * a0;
     c01 += b1 * a0;
     c02 += b2 * a0;

@@ -14,15 +14,18 @@ import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { grid1d, rowSegments, words } from "./_chunks.ts";
+import { gemmTexel, texelCaps } from "./matmul_texel.ts";
 
 /**
  * Which kernel runs a matmul. `direct`: register-blocked 32×16 per thread, operands read straight from
- * storage (fastest on CPU adapters such as lavapipe); `tiled`: 16×16 blocks with K-tiles staged in
+ * storage; `texel`: the same blocking with both operands first packed into textures (fastest on CPU
+ * adapters such as lavapipe, see lib/ops/matmul_texel.ts); `tiled`: 16×16 blocks with K-tiles staged in
  * workgroup memory (the GPU design); `skinny`: 4×16 blocks in 4-row tiles, for products with few rows
  * (m ≤ 40, e.g. a linear layer on a handful of tokens); `naive`: one thread per output (benchmark
- * baseline); `auto`: `skinny` when m ≤ 40, else `direct` on CPU/fallback adapters and `tiled` elsewhere.
+ * baseline); `auto`: `skinny` when m ≤ 40, else on CPU/fallback adapters `texel` (`direct` for batched
+ * or tiny products) and `tiled` elsewhere.
  */
-export type MatmulKernel = "auto" | "direct" | "tiled" | "skinny" | "naive";
+export type MatmulKernel = "auto" | "direct" | "texel" | "tiled" | "skinny" | "naive";
 
 /** Options for {@link matmul}. */
 export interface MatmulOptions {
@@ -80,6 +83,7 @@ export interface LinearTOptions {
 /** Rows × columns of C covered by one workgroup of each entry point. */
 const TILES: Record<string, [number, number]> = {
   mm_direct: [128, 128],
+  mm_texel: [128, 128],
   mm_tiled: [128, 128],
   mm_skinny: [4, 512],
   mm_naive: [16, 16],
@@ -87,10 +91,19 @@ const TILES: Record<string, [number, number]> = {
 /** Up to this many rows of C the skinny kernel beats 128-row tiles (blocked kernels only). */
 const SKINNY_MAX_M = 40; // measured on lavapipe: skinny wins below ~48 rows, direct above
 const MAX_GROUPS = 65535;
+/** Products below this many multiply-adds stay on `direct` (packing would cost more than it saves). */
+const TEXEL_MIN_WORK = 1 << 21;
 
-/** The kernel `auto` picks on a device. */
-export function autoKernel(gpu: Gpu): "direct" | "tiled" {
-  return gpu.isCpuAdapter ? "direct" : "tiled";
+/** The kernel `auto` picks on a device for an unbatched product with more than 40 rows. */
+export function autoKernel(gpu: Gpu): "texel" | "tiled" {
+  return gpu.isCpuAdapter ? "texel" : "tiled";
+}
+
+/** The kernel `auto` picks for a product of this shape. */
+function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean): MatmulKernel {
+  if (m <= SKINNY_MAX_M) return "skinny";
+  if (!gpu.isCpuAdapter) return "tiled";
+  return !batched && m * n * k >= TEXEL_MIN_WORK ? "texel" : "direct";
 }
 
 const dummies = new WeakMap<Gpu, GPUBuffer>();
@@ -275,15 +288,17 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
   const gpu = a.gpu;
   const { A, B, transA, transB, m, n, k, batch } = pl;
   if (m === 0 || n === 0 || batch === 0) return;
-  const kernel = pl.kernel === "auto" ? (m <= SKINNY_MAX_M ? "skinny" : autoKernel(gpu)) : pl.kernel;
+  const kernel = pl.kernel === "auto" ? pickKernel(gpu, m, n, k, A.batched || B.batched) : pl.kernel;
   const entry = `mm_${kernel}`;
+  const texel = kernel === "texel";
   const [tileM, tileN] = TILES[entry];
+  const caps = texel ? texelCaps(gpu, k) : { m: MAX_GROUPS * tileM, n: MAX_GROUPS * tileN, k: Infinity };
   // where chunk boundaries cut the problem: along the batch, C's rows (m), C's columns (n) or K
   const bCuts: number[] = [], mCuts: number[] = [], nCuts: number[] = [], kCuts: number[] = [];
   for (const [v, rowDim] of [[A, transA ? kCuts : mCuts], [B, transB ? nCuts : kCuts]] as const) {
     (v.batched ? bCuts : rowDim).push(...chunkCuts(v));
   }
-  const kParts = k === 0 ? [[0, 0] as [number, number]] : intervals(k, kCuts, Infinity);
+  const kParts = k === 0 ? [[0, 0] as [number, number]] : intervals(k, kCuts, caps.k);
   // partial products over several K pieces are summed in f32; an f16 C is rounded once at the end
   const scratch = kParts.length > 1 && c.dtype === "f16";
   const target = scratch ? Tensor.empty(gpu, c.shape, "f32", { name: "matmul:f32" }) : c;
@@ -316,15 +331,29 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
     return p;
   };
 
-  for (const [b0, b1] of intervals(batch, bCuts, MAX_GROUPS)) {
-    for (const [m0, m1] of intervals(m, mCuts, MAX_GROUPS * tileM)) {
-      for (const [n0, n1] of intervals(n, nCuts, MAX_GROUPS * tileN)) {
+  for (const [b0, b1] of intervals(batch, bCuts, texel ? 1 : MAX_GROUPS)) {
+    for (const [m0, m1] of intervals(m, mCuts, caps.m)) {
+      for (const [n0, n1] of intervals(n, nCuts, caps.n)) {
         for (let ki = 0; ki < kParts.length; ki++) {
           const [k0, k1] = kParts[ki];
           const first = ki === 0;
           const la = transA ? locate(A, b0, k0, m0) : locate(A, b0, m0, k0);
           const lb = transB ? locate(B, b0, n0, k0) : locate(B, b0, k0, n0);
           const lc = locate(T, b0, m0, n0);
+          if (texel) {
+            await gemmTexel(gpu, {
+              a: { buf: la.buf, dtype: a.dtype, off: la.off, ld: A.cols, trans: transA },
+              b: { buf: lb.buf, dtype: b.dtype, off: lb.off, ld: B.cols, trans: transB },
+              c: { buf: lc.buf, dtype: target.dtype, off: lc.off, ld: T.cols },
+              m: m1 - m0,
+              n: n1 - n0,
+              k: k1 - k0,
+              alpha: pl.alpha,
+              accumulate: !first || pl.accumulate,
+              bias: first && pl.bias ? { buf: pl.bias.buffer, dtype: pl.bias.dtype, off: n0 } : undefined,
+            });
+            continue;
+          }
           const vecA = la.off % 4 === 0 && A.cols % 4 === 0 && la.bs % 4 === 0;
           const vecB = lb.off % 4 === 0 && B.cols % 4 === 0 && lb.bs % 4 === 0;
           const hasBias = first && !!pl.bias;
@@ -345,6 +374,10 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
             T.batched ? lc.bs : 0,
             hasBias ? n0 : 0,
             { f: pl.alpha },
+            0,
+            0,
+            0,
+            0,
             0,
             0,
           );

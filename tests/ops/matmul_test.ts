@@ -101,7 +101,7 @@ Deno.test("matmul: every kernel and transpose combination on odd shapes and size
     39,
     47,
   ], [6, 12, 5]];
-  for (const kernel of ["direct", "tiled", "skinny", "naive"] as const) {
+  for (const kernel of ["direct", "texel", "tiled", "skinny", "naive"] as const) {
     for (const [m, k, n] of shapes) {
       for (const [transA, transB] of TRANS) await runCase(gpu, { m, k, n, transA, transB, kernel });
     }
@@ -110,7 +110,7 @@ Deno.test("matmul: every kernel and transpose combination on odd shapes and size
 
 Deno.test("matmul: bias, accumulate and alpha", async () => {
   const gpu = await testGpu();
-  for (const kernel of ["auto", "direct", "tiled", "skinny", "naive"] as const) {
+  for (const kernel of ["auto", "direct", "texel", "tiled", "skinny", "naive"] as const) {
     await runCase(gpu, { m: 45, k: 19, n: 70, bias: true, kernel });
     await runCase(gpu, { m: 45, k: 19, n: 70, accumulate: true, alpha: -0.5, kernel, transB: true });
     await runCase(gpu, { m: 3, k: 64, n: 9, bias: true, accumulate: true, alpha: 3, kernel, transA: true });
@@ -130,6 +130,19 @@ Deno.test("matmul: every storage type combination of A, B and C (f32/f16)", asyn
       }
     }
   }
+  // the packed-texture kernel packs f16 operands as f32 texels
+  await runCase(gpu, { m: 45, k: 67, n: 29, ta: "f16", tb: "f16", tc: "f16", kernel: "texel", transA: true });
+  await runCase(gpu, { m: 45, k: 68, n: 29, ta: "f32", tb: "f16", tc: "f32", kernel: "texel", transB: true });
+  await runCase(gpu, {
+    m: 130,
+    k: 5,
+    n: 3,
+    ta: "f16",
+    tb: "f32",
+    tc: "f16",
+    kernel: "texel",
+    accumulate: true,
+  });
   // the workgroup-memory kernel stages f16 operands as f32
   await runCase(gpu, { m: 37, k: 67, n: 29, ta: "f16", tb: "f16", tc: "f16", kernel: "tiled", transA: true });
   await runCase(gpu, { m: 37, k: 68, n: 29, ta: "f32", tb: "f16", tc: "f32", kernel: "tiled", transB: true });
@@ -137,7 +150,7 @@ Deno.test("matmul: every storage type combination of A, B and C (f32/f16)", asyn
 
 Deno.test("matmul: batched products, 2-D operands broadcast over the batch", async () => {
   const gpu = await testGpu();
-  for (const kernel of ["auto", "direct", "naive"] as const) {
+  for (const kernel of ["auto", "direct", "texel", "naive"] as const) {
     await runCase(gpu, { m: 20, k: 13, n: 36, batch: 3, kernel });
     await runCase(gpu, { m: 40, k: 16, n: 8, batch: 4, transA: true, transB: true, kernel, bias: true });
     await runCase(gpu, { m: 33, k: 12, n: 20, batch: 3, bBatched: false, kernel, transB: true });
@@ -145,6 +158,22 @@ Deno.test("matmul: batched products, 2-D operands broadcast over the batch", asy
   }
   // more batches than one dispatch dimension allows (65535)
   await runCase(gpu, { m: 1, k: 2, n: 1, batch: 65536 + 3 });
+});
+
+Deno.test("matmul texel: K beyond one texture (8192 rows) is split and accumulated, f16 C rounded once", async () => {
+  const gpu = await testGpu();
+  const k = gpu.device.limits.maxTextureDimension2D + 9;
+  await runCase(gpu, { m: 41, k, n: 6, kernel: "texel", bias: true });
+  await runCase(gpu, {
+    m: 41,
+    k,
+    n: 6,
+    kernel: "texel",
+    tc: "f16",
+    transA: true,
+    transB: true,
+    accumulate: true,
+  });
 });
 
 Deno.test("matmul: shape errors name the op", async () => {
@@ -258,8 +287,8 @@ Deno.test("linear / linearT / matmul with W chunked along dim 0 (tiny binding ca
         for (const outDtype of ["f32", "f16"] as const) {
           // every kernel for f32 weights; the default one (and skinny) for f16 weights
           const kernels = wt === "f32" && outDtype === "f32"
-            ? ["auto", "tiled", "skinny", "naive"] as const
-            : ["auto", "skinny"] as const;
+            ? ["auto", "texel", "tiled", "skinny", "naive"] as const
+            : ["auto", "texel", "skinny"] as const;
           for (const kernel of kernels) {
             const x = randArray(rows * inDim, seed++), bias = randArray(outDim, seed++);
             const X = Tensor.from(gpu, x, [rows, inDim], "f32");

@@ -1,0 +1,257 @@
+/**
+ * The packed-texture matmul of CPU adapters (`mm_texel` in shaders/matmul.wgsl): each piece of a product
+ * first packs its op(A) and op(B) slices into rgba32float textures (`mm_pack`), then runs the
+ * register-blocked kernel reading texels. On lavapipe a texel fetch is one vectorised gather per SIMD
+ * group while a storage read is a per-lane loop, so the operand reads get several times cheaper for one
+ * extra pass over each operand.
+ *
+ * The textures are a per-device workspace, reused by every product (commands run in order, so a later
+ * pack cannot overtake an earlier product's reads). Sizes are bucketed (rows to powers of two, texel
+ * columns to multiples of 64) so that a handful of textures serves every shape; they are only dropped
+ * when the workspace would exceed {@link TEXEL_WORKSPACE_BYTES}.
+ * @module
+ */
+import type { Gpu } from "../gpu/device.ts";
+import type { DType } from "../gpu/dtype.ts";
+import { words } from "./_chunks.ts";
+
+/** Texels of one packed operand slice at most (4 Mi texels = 64 MiB of rgba32float). */
+export const TEXEL_SLICE_TEXELS = 1 << 22;
+/** Bytes of workspace textures kept per device before they are all released. */
+export const TEXEL_WORKSPACE_BYTES = 256 << 20;
+
+interface Workspace {
+  textures: Map<string, { tex: GPUTexture; view: GPUTextureView; bytes: number }>;
+  bytes: number;
+  /** Bound as the bias when there is none. */
+  placeholder: GPUBuffer;
+}
+const workspaces = new WeakMap<Gpu, Workspace>();
+
+function bucketRows(h: number): number {
+  let b = 64;
+  while (b < h) b *= 2;
+  return b;
+}
+
+function workspace(gpu: Gpu): Workspace {
+  let ws = workspaces.get(gpu);
+  if (!ws) {
+    ws = { textures: new Map(), bytes: 0, placeholder: gpu.createStorage(16, "matmul texel placeholder") };
+    workspaces.set(gpu, ws);
+  }
+  return ws;
+}
+
+/** A workspace texture of at least w × h texels for a role (`A` or `B`). */
+function workspaceTexture(gpu: Gpu, role: "A" | "B", w: number, h: number): GPUTextureView {
+  const ws = workspace(gpu);
+  const max = gpu.device.limits.maxTextureDimension2D;
+  const bw = Math.min(max, Math.max(64, Math.ceil(w / 64) * 64)), bh = Math.min(max, bucketRows(h));
+  const key = `${role}:${bw}x${bh}`;
+  let e = ws.textures.get(key);
+  if (!e) {
+    const bytes = bw * bh * 16;
+    if (ws.bytes + bytes > TEXEL_WORKSPACE_BYTES && ws.textures.size) {
+      // recorded work may still read the old textures: submit it before they go
+      gpu.flush();
+      for (const old of ws.textures.values()) old.tex.destroy();
+      ws.textures.clear();
+      ws.bytes = 0;
+    }
+    const tex = gpu.device.createTexture({
+      label: `matmul texel workspace ${key}`,
+      size: [bw, bh],
+      format: "rgba32float",
+      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.TEXTURE_BINDING,
+    });
+    e = { tex, view: tex.createView(), bytes };
+    ws.textures.set(key, e);
+    ws.bytes += bytes;
+  }
+  return e.view;
+}
+
+/** A strided slice of a stored operand: element (r, c) of op(X) at off + r·ld + c (or off + c·ld + r). */
+export interface PackSource {
+  buf: GPUBuffer;
+  dtype: DType;
+  off: number;
+  ld: number;
+  trans: boolean;
+  /** Valid rows and columns of the slice. */
+  rows: number;
+  cols: number;
+  /** Rows to write (≥ rows; the extra rows are zeros). */
+  height: number;
+}
+
+/** Packs a slice into the role's workspace texture and returns the texture's view. */
+export async function packTexels(
+  gpu: Gpu,
+  role: "A" | "B",
+  s: PackSource,
+  op: string,
+): Promise<GPUTextureView> {
+  const tw = Math.ceil(s.cols / 4);
+  const view = workspaceTexture(gpu, role, tw, s.height);
+  const pipe = await gpu.pipeline({
+    family: "matmul",
+    entry: "mm_pack",
+    types: { TA: s.dtype, TB: s.dtype, TC: "f32", TBIAS: "f32" },
+    constants: { TRANS_A: +s.trans },
+  });
+  const u = words(s.rows, s.cols, s.height, s.off, s.ld, 0, 0, 0, 0, 0, 0, 0, 0, { f: 1 }, 0, 0, 0, 0, 0, 0);
+  const none = null;
+  gpu.dispatch(
+    `${op}(mm_pack)`,
+    pipe,
+    [s.buf, none, none, none, none, none, none, none, view],
+    [Math.ceil(tw / 8), Math.ceil(s.height / 8)],
+    u,
+  );
+  return view;
+}
+
+/** An operand slice in one buffer: element (r, c) of op(X) at off + r·ld + c, or off + c·ld + r when trans. */
+export interface StridedOperand {
+  buf: GPUBuffer;
+  dtype: DType;
+  off: number;
+  ld: number;
+  trans: boolean;
+}
+
+/** Which tiles of a product run, relative to the diagonal of a larger matrix (see {@link gemmTexel}). */
+export interface TriangleSpec {
+  /** 1: skip tiles strictly below the diagonal; 2: skip tiles strictly above it, store column ≤ row only. */
+  mode: 1 | 2;
+  /** Row and column of C element (0, 0) in that matrix. */
+  row0: number;
+  col0: number;
+}
+
+/** One product of {@link gemmTexel}: C[m, n] = α·op(A)·op(B) (+ bias) (+ C), operands in single buffers. */
+export interface GemmTexelSpec {
+  a: StridedOperand;
+  b: StridedOperand;
+  /** C (row-major, row stride ld). */
+  c: { buf: GPUBuffer; dtype: DType; off: number; ld: number };
+  m: number;
+  n: number;
+  k: number;
+  alpha?: number;
+  accumulate?: boolean;
+  /** Bias (n values from element `off`) added once. */
+  bias?: { buf: GPUBuffer; dtype: DType; off: number };
+  triangle?: TriangleSpec;
+}
+
+function sliceOff(o: StridedOperand, r: number, c: number): number {
+  return o.trans ? o.off + c * o.ld + r : o.off + r * o.ld + c;
+}
+
+/**
+ * @internal Records C = α·op(A)·op(B) (+ bias) (+ C when `accumulate`) with the packed-texture kernel,
+ * split into slices the textures can hold. K is split too (each later slice accumulates) when C is f32; an
+ * f16 C must come with k ≤ {@link texelCaps}(…).k so that it is rounded once (matmul's f32 scratch does
+ * the rest).
+ */
+export async function gemmTexel(gpu: Gpu, s: GemmTexelSpec, op = "matmul"): Promise<void> {
+  const { m, n, k } = s;
+  if (m === 0 || n === 0) return;
+  const caps = texelCaps(gpu, k);
+  if (k > caps.k && s.c.dtype !== "f32") {
+    throw new Error(`${op}: K = ${k} exceeds one texture (${caps.k}) with an f16 result`);
+  }
+  const tri = s.triangle;
+  const entryTypes = {
+    TA: "f32" as DType,
+    TB: "f32" as DType,
+    TC: s.c.dtype,
+    TBIAS: s.bias?.dtype ?? "f32",
+  };
+  const kSteps = Math.max(1, Math.ceil(k / caps.k));
+  const pipe = await gpu.pipeline({
+    family: "matmul",
+    entry: "mm_texel",
+    types: entryTypes,
+    constants: { RUNTIME_FLAGS: 1 },
+  });
+  for (let m0 = 0; m0 < m; m0 += caps.m) {
+    const m1 = Math.min(m, m0 + caps.m);
+    for (let ki = 0; ki < kSteps; ki++) {
+      const k0 = ki * caps.k, k1 = Math.min(k, k0 + caps.k);
+      const kPad = Math.ceil((k1 - k0) / 4) * 4;
+      const first = ki === 0;
+      const at = await packTexels(gpu, "A", {
+        buf: s.a.buf,
+        dtype: s.a.dtype,
+        off: sliceOff(s.a, m0, k0),
+        ld: s.a.ld,
+        trans: s.a.trans,
+        rows: m1 - m0,
+        cols: k1 - k0,
+        height: m1 - m0,
+      }, op);
+      for (let n0 = 0; n0 < n; n0 += caps.n) {
+        const n1 = Math.min(n, n0 + caps.n);
+        // with a triangle, slices that lie wholly on the skipped side are not dispatched at all
+        if (tri?.mode === 1 && tri.col0 + n1 <= tri.row0 + m0) continue;
+        if (tri?.mode === 2 && tri.col0 + n0 >= tri.row0 + m1) continue;
+        const bt = await packTexels(gpu, "B", {
+          buf: s.b.buf,
+          dtype: s.b.dtype,
+          off: sliceOff(s.b, k0, n0),
+          ld: s.b.ld,
+          trans: s.b.trans,
+          rows: k1 - k0,
+          cols: n1 - n0,
+          height: kPad,
+        }, op);
+        const hasBias = first && !!s.bias;
+        const accumulate = !first || (s.accumulate ?? false);
+        const flags = (hasBias ? 1 : 0) | (accumulate ? 2 : 0) | ((tri?.mode ?? 0) << 2);
+        const u = words(
+          m1 - m0,
+          n1 - n0,
+          kPad,
+          0,
+          0,
+          0,
+          0,
+          0,
+          0,
+          s.c.off + m0 * s.c.ld + n0,
+          s.c.ld,
+          0,
+          hasBias ? s.bias!.off + n0 : 0,
+          { f: s.alpha ?? 1 },
+          tri ? tri.row0 + m0 : 0,
+          tri ? tri.col0 + n0 : 0,
+          flags,
+          0,
+          0,
+          0,
+        );
+        gpu.dispatch(
+          `${op}(mm_texel)`,
+          pipe,
+          [null, null, null, null, s.bias?.buf ?? workspace(gpu).placeholder, s.c.buf, at, bt],
+          [Math.ceil((n1 - n0) / 128), Math.ceil((m1 - m0) / 128)],
+          u,
+        );
+      }
+    }
+  }
+}
+
+/** Largest slice sizes of one texel piece: rows of C, columns of C and K (all bounded by the textures). */
+export function texelCaps(gpu: Gpu, k: number): { m: number; n: number; k: number } {
+  const max = gpu.device.limits.maxTextureDimension2D;
+  const kCap = Math.floor(max / 4) * 4;
+  const kPad = Math.ceil(Math.min(k, kCap) / 4) * 4 || 4;
+  const m = Math.min(max, Math.max(128, Math.floor(TEXEL_SLICE_TEXELS / (kPad / 4) / 128) * 128));
+  const n = Math.min(4 * max, Math.max(512, Math.floor((4 * TEXEL_SLICE_TEXELS) / kPad / 128) * 128));
+  return { m, n, k: kCap };
+}
