@@ -323,6 +323,49 @@ fn mm_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 @group(0) @binding(7) var At: texture_2d<f32>;
 @group(0) @binding(8) var Bt: texture_2d<f32>;
 @group(0) @binding(9) var packed: texture_storage_2d<rgba32float, write>;
+// the C buffer again, as quads (flags bit 4: C's offset and row stride are multiples of 4 elements)
+@group(0) @binding(10) var<storage, read_write> C4: array<vec4<TC>>;
+
+// Stores one 4×4 block like store_blk, but whole rows of 4 as one vec4 access (a storage access on lavapipe
+// is a per-lane loop, so one quad costs about what one scalar does) and the bias read once per block.
+fn store_texel(cbase: u32, m: u32, n: u32, acc: mat4x4<f32>) {
+  if (m >= p.m || n >= p.n) {
+    return;
+  }
+  let mr = min(4u, p.m - m);
+  let nc = min(4u, p.n - n);
+  var bq = vec4<f32>(0.0);
+  if (has_bias()) {
+    for (var j = 0u; j < nc; j++) {
+      bq[j] = f32(bias[p.bias_off + n + j]);
+    }
+  }
+  let lower = tri_mode() == 2u;
+  let quads = (p.flags & 16u) != 0u && nc == 4u;
+  for (var i = 0u; i < mr; i++) {
+    let v = p.alpha * acc[i] + bq;
+    let at = cbase + (m + i) * p.ldc + n;
+    // in the lower-triangle mode a quad is whole when its last column is on or left of the diagonal
+    if (quads && (!lower || p.tri_c0 + n + 3u <= p.tri_r0 + m + i)) {
+      var w = v;
+      if (accum()) {
+        w += vec4<f32>(C4[at / 4u]);
+      }
+      C4[at / 4u] = vec4<TC>(w);
+    } else {
+      for (var j = 0u; j < nc; j++) {
+        if (lower && p.tri_c0 + n + j > p.tri_r0 + m + i) {
+          continue;
+        }
+        var c = v[j];
+        if (accum()) {
+          c += f32(C[at + j]);
+        }
+        C[at + j] = TC(c);
+      }
+    }
+  }
+}
 
 // column i = op(A)[m+i][k..k+3]
 fn a_tex(m: u32, k: u32) -> mat4x4<f32> {
@@ -501,7 +544,7 @@ fn mm_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
       case 30u: { blk = c72; }
       default: { blk = c73; }
     }
-    store_blk(cbase, m + 4u * (t / 4u), n + 4u * (t % 4u), blk);
+    store_texel(cbase, m + 4u * (t / 4u), n + 4u * (t % 4u), blk);
   }
 }
 

@@ -14,7 +14,8 @@
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { words } from "./_chunks.ts";
-import { dispatchGram, type GramKernel, gramPipeline } from "./covariance.ts";
+import { dispatchGram, type GramKernel, gramPipeline, resolveGramKernel } from "./covariance.ts";
+import { gemmTexel } from "./matmul_texel.ts";
 
 /** Block width of the factorisation (the WGSL constant NB). */
 export const CHOLESKY_BLOCK = 64;
@@ -227,7 +228,8 @@ export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Pro
     }
     const names = ["add_diag", "gather", "diag", "trsm", "scatter", "tril"];
     const [addDiag, gather, diagP, trsm, scatter, tril] = await Promise.all(names.map((e) => pipe(l, e)));
-    const gram = await gramPipeline(gpu, "f32", opts.kernel);
+    const kernel = resolveGramKernel(gpu, opts.kernel);
+    const gram = kernel === "texel" ? undefined : await gramPipeline(gpu, "f32", kernel);
     if (damping !== 0) {
       for (const s of rowRuns(l, 0, d, MAX_GRID * 256)) {
         gpu.dispatch(
@@ -281,7 +283,22 @@ export async function choleskyFactor(c: Tensor, opts: CholeskyOptions = {}): Pro
         );
       }
       copyPanel(scatter);
-      if (d - k > m) {
+      if (d - k > m && !gram) {
+        // the same update as one product per run of L rows: C = rows s of L, columns k + m … (lower part)
+        for (const s of rowRuns(l, k + m, d)) {
+          await gemmTexel(gpu, {
+            a: { buf: panel, dtype: "f32", off: s.row - k, ld: d, trans: true },
+            b: { buf: panel, dtype: "f32", off: m, ld: d, trans: false },
+            c: { buf: l.chunks[s.chunk], dtype: "f32", off: s.offset + k + m, ld: d },
+            m: s.rows,
+            n: s.row + s.rows - (k + m),
+            k: m,
+            alpha: -1,
+            accumulate: true,
+            triangle: { mode: 2, row0: s.row, col0: k + m },
+          }, op);
+        }
+      } else if (d - k > m && gram) {
         // trailing update A[i, j] -= Σ_p PT[p, i − k]·PT[p, j − k], k + m ≤ j ≤ i: a Gram update of PT
         for (const s of rowRuns(l, k + m, d, MAX_GRID * gram.tile)) {
           dispatchGram(gpu, op, gram, panel, l.chunks[s.chunk], {

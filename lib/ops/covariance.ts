@@ -10,16 +10,24 @@ import type { DType } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import type { Tensor } from "../gpu/tensor.ts";
 import { rowSegments, type Segment, words } from "./_chunks.ts";
+import { gemmTexel, texelKernels } from "./matmul_texel.ts";
 
 /** Rows of X one dispatch sums before adding into C (bounds the run time of one dispatch). */
 export const COVARIANCE_ROWS_PER_DISPATCH = 2048;
 
 /**
  * Which Gram kernel runs: `tiled` stages X in workgroup memory (64×64 tiles; the GPU design),
- * `direct` has each thread own a 16×16 block of C and read X straight from storage (no barriers; much
- * faster on CPU adapters such as lavapipe); `auto` picks `direct` on CPU/fallback adapters.
+ * `direct` has each thread own a 16×16 block of C and read X straight from storage (no barriers);
+ * `texel` runs the product as matmul's packed-texture kernel (lib/ops/matmul_texel.ts; much faster on
+ * CPU adapters such as lavapipe); `auto` picks `texel` on CPU/fallback adapters, else `tiled`.
  */
-export type GramKernel = "auto" | "tiled" | "direct";
+export type GramKernel = "auto" | "tiled" | "direct" | "texel";
+
+/** @internal The Gram kernel a choice resolves to on a device. */
+export function resolveGramKernel(gpu: Gpu, kernel: GramKernel = "auto"): "tiled" | "direct" | "texel" {
+  if (kernel !== "auto") return kernel;
+  return gpu.isCpuAdapter ? (texelKernels(gpu) ? "texel" : "direct") : "tiled";
+}
 
 /**
  * @internal One block of a Gram update (shaders/covariance.wgsl `Gram`):
@@ -49,13 +57,13 @@ export interface GramPipeline {
   tile: number;
 }
 
-/** @internal Compiles (cached) the Gram kernel for X stored as `xdtype`. */
+/** @internal Compiles (cached) the `direct` or `tiled` Gram kernel for X stored as `xdtype`. */
 export async function gramPipeline(
   gpu: Gpu,
   xdtype: DType,
-  kernel: GramKernel = "auto",
+  kernel: "tiled" | "direct",
 ): Promise<GramPipeline> {
-  const direct = kernel === "direct" || (kernel === "auto" && gpu.isCpuAdapter);
+  const direct = kernel === "direct";
   const pipeline = await gpu.pipeline({
     family: "covariance",
     entry: direct ? "gram_direct" : "gram_tiled",
@@ -132,8 +140,29 @@ export async function covarianceAccumulate(
   if (n === 0 || d === 0) return;
   const gpu = c.gpu;
   const symmetric = opts.symmetric ?? (n >= 64 && d > 64);
-  const g = await gramPipeline(gpu, x.dtype, opts.kernel);
+  const kernel = resolveGramKernel(gpu, opts.kernel);
   const cSegs = rowSegments([c]);
+  if (kernel === "texel") {
+    // C rows [cs.row, +cs.rows) += X[:, those columns]ᵀ · X, upper tiles only when symmetric
+    for (const xs of rowSegments([x])) {
+      const xb = x.chunks[xs.at[0].chunk], xOff = xs.at[0].offset;
+      for (const cs of cSegs) {
+        await gemmTexel(gpu, {
+          a: { buf: xb, dtype: x.dtype, off: xOff + cs.row, ld: d, trans: true },
+          b: { buf: xb, dtype: x.dtype, off: xOff, ld: d, trans: false },
+          c: { buf: c.chunks[cs.at[0].chunk], dtype: "f32", off: cs.at[0].offset, ld: d },
+          m: cs.rows,
+          n: d,
+          k: xs.rows,
+          accumulate: true,
+          triangle: symmetric ? { mode: 1, row0: cs.row, col0: 0 } : undefined,
+        }, op);
+      }
+    }
+    if (symmetric) await mirrorUpper(c, cSegs);
+    return;
+  }
+  const g = await gramPipeline(gpu, x.dtype, kernel);
   for (const xs of rowSegments([x])) {
     for (let r = 0; r < xs.rows; r += COVARIANCE_ROWS_PER_DISPATCH) {
       const rows = Math.min(COVARIANCE_ROWS_PER_DISPATCH, xs.rows - r);

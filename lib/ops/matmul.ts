@@ -14,7 +14,7 @@ import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { grid1d, rowSegments, words } from "./_chunks.ts";
-import { gemmTexel, texelCaps } from "./matmul_texel.ts";
+import { gemmTexel, texelCaps, texelKernels } from "./matmul_texel.ts";
 
 /**
  * Which kernel runs a matmul. `direct`: register-blocked 32×16 per thread, operands read straight from
@@ -94,16 +94,16 @@ const MAX_GROUPS = 65535;
 /** Products below this many multiply-adds stay on `direct` (packing would cost more than it saves). */
 const TEXEL_MIN_WORK = 1 << 21;
 
-/** The kernel `auto` picks on a device for an unbatched product with more than 40 rows. */
-export function autoKernel(gpu: Gpu): "texel" | "tiled" {
-  return gpu.isCpuAdapter ? "texel" : "tiled";
+/** The kernel `auto` picks on a device for a large unbatched product with more than 40 rows. */
+export function autoKernel(gpu: Gpu): "texel" | "direct" | "tiled" {
+  return gpu.isCpuAdapter ? (texelKernels(gpu) ? "texel" : "direct") : "tiled";
 }
 
 /** The kernel `auto` picks for a product of this shape. */
 function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean): MatmulKernel {
   if (m <= SKINNY_MAX_M) return "skinny";
   if (!gpu.isCpuAdapter) return "tiled";
-  return !batched && m * n * k >= TEXEL_MIN_WORK ? "texel" : "direct";
+  return !batched && m * n * k >= TEXEL_MIN_WORK && texelKernels(gpu) ? "texel" : "direct";
 }
 
 const dummies = new WeakMap<Gpu, GPUBuffer>();

@@ -12,8 +12,21 @@
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
-import type { DType } from "../gpu/dtype.ts";
+import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { words } from "./_chunks.ts";
+
+const texelOff = new WeakSet<Gpu>();
+
+/**
+ * Whether `auto` kernel choices on this device (matmul, covariance, the Cholesky update) use the
+ * packed-texture kernels: on by default on CPU adapters, never on others. `enabled` switches it for
+ * this device (false restores the storage-read kernels `direct`, e.g. as a benchmark baseline).
+ */
+export function texelKernels(gpu: Gpu, enabled?: boolean): boolean {
+  if (enabled === true) texelOff.delete(gpu);
+  if (enabled === false) texelOff.add(gpu);
+  return gpu.isCpuAdapter && !texelOff.has(gpu);
+}
 
 /** Texels of one packed operand slice at most (4 Mi texels = 64 MiB of rgba32float). */
 export const TEXEL_SLICE_TEXELS = 1 << 22;
@@ -23,8 +36,9 @@ export const TEXEL_WORKSPACE_BYTES = 256 << 20;
 interface Workspace {
   textures: Map<string, { tex: GPUTexture; view: GPUTextureView; bytes: number }>;
   bytes: number;
-  /** Bound as the bias when there is none. */
+  /** Bound as the bias when there is none, and as the quad view of C when C cannot have one. */
   placeholder: GPUBuffer;
+  placeholderQuads: GPUBuffer;
 }
 const workspaces = new WeakMap<Gpu, Workspace>();
 
@@ -37,7 +51,12 @@ function bucketRows(h: number): number {
 function workspace(gpu: Gpu): Workspace {
   let ws = workspaces.get(gpu);
   if (!ws) {
-    ws = { textures: new Map(), bytes: 0, placeholder: gpu.createStorage(16, "matmul texel placeholder") };
+    ws = {
+      textures: new Map(),
+      bytes: 0,
+      placeholder: gpu.createStorage(16, "matmul texel placeholder"),
+      placeholderQuads: gpu.createStorage(16, "matmul texel placeholder (quads)"),
+    };
     workspaces.set(gpu, ws);
   }
   return ws;
@@ -211,7 +230,9 @@ export async function gemmTexel(gpu: Gpu, s: GemmTexelSpec, op = "matmul"): Prom
         }, op);
         const hasBias = first && !!s.bias;
         const accumulate = !first || (s.accumulate ?? false);
-        const flags = (hasBias ? 1 : 0) | (accumulate ? 2 : 0) | ((tri?.mode ?? 0) << 2);
+        const cOff = s.c.off + m0 * s.c.ld + n0;
+        const quads = cOff % 4 === 0 && s.c.ld % 4 === 0 && s.c.buf.size >= 4 * dtypeBytes(s.c.dtype);
+        const flags = (hasBias ? 1 : 0) | (accumulate ? 2 : 0) | ((tri?.mode ?? 0) << 2) | (quads ? 16 : 0);
         const u = words(
           m1 - m0,
           n1 - n0,
@@ -222,7 +243,7 @@ export async function gemmTexel(gpu: Gpu, s: GemmTexelSpec, op = "matmul"): Prom
           0,
           0,
           0,
-          s.c.off + m0 * s.c.ld + n0,
+          cOff,
           s.c.ld,
           0,
           hasBias ? s.bias!.off + n0 : 0,
@@ -237,7 +258,18 @@ export async function gemmTexel(gpu: Gpu, s: GemmTexelSpec, op = "matmul"): Prom
         gpu.dispatch(
           `${op}(mm_texel)`,
           pipe,
-          [null, null, null, null, s.bias?.buf ?? workspace(gpu).placeholder, s.c.buf, at, bt],
+          [
+            null,
+            null,
+            null,
+            null,
+            s.bias?.buf ?? workspace(gpu).placeholder,
+            s.c.buf,
+            at,
+            bt,
+            null,
+            quads ? s.c.buf : workspace(gpu).placeholderQuads,
+          ],
           [Math.ceil((n1 - n0) / 128), Math.ceil((m1 - m0) / 128)],
           u,
         );

@@ -5,6 +5,7 @@
  */
 export * from "./elementwise.ts";
 export * from "./matmul.ts";
+export { texelKernels } from "./matmul_texel.ts";
 export * from "./gemv.ts";
 export * from "./outer.ts";
 export * from "./covariance.ts";

@@ -207,11 +207,13 @@ async function factorAndSolve(
 
 Deno.test("choleskyFactor + solve: odd sizes, backward error within γ bounds, forward error vs f64", async () => {
   const gpu = await testGpu();
-  for (const kernel of ["tiled", "direct"] as const) {
+  for (const kernel of ["tiled", "direct", "texel"] as const) {
     for (const d of [1, 3, 17, 65, 130]) {
       await factorAndSolve(gpu, spd(d, d), d, d + 7, `d=${d} ${kernel}`, { kernel });
     }
   }
+  // d % 4 = 0: the texel update's quad stores, with partial quads on the diagonal
+  await factorAndSolve(gpu, spd(196, 196), 196, 203, "d=196 texel", { kernel: "texel" });
 });
 
 Deno.test("choleskyFactor: ill-conditioned covariances (cond ~7e4 as in ROME's, and ~4e6)", async () => {
@@ -234,8 +236,10 @@ Deno.test("choleskyFactor walks row chunks of C and L (tiny binding caps), also 
   const tc = Tensor.from(gpu, c, [d, d], "f32");
   assert.ok(tc.chunks.length > 10);
   tc.dispose();
-  for (const inPlace of [false, true]) {
-    await factorAndSolve(gpu, c, d, 11, `chunked inPlace=${inPlace}`, { inPlace });
+  for (const kernel of ["texel", "direct"] as const) {
+    for (const inPlace of [false, true]) {
+      await factorAndSolve(gpu, c, d, 11, `chunked inPlace=${inPlace} ${kernel}`, { inPlace, kernel });
+    }
   }
   await gpu.destroy();
 });

@@ -81,9 +81,14 @@ async function runCase(
 Deno.test("covarianceAccumulate matches the f64 reference: odd sizes, f32/f16 X, both modes and kernels", async () => {
   const gpu = await testGpu();
   let seed = 1;
-  for (const kernel of ["tiled", "direct"] as const) {
+  for (const kernel of ["tiled", "direct", "texel"] as const) {
     for (const dtype of ["f32", "f16"] as const) {
-      for (const [d, ns] of [[1, [1]], [3, [5, 2]], [17, [33]], [65, [70]], [130, [17, 100]]] as const) {
+      for (
+        const [d, ns] of [[1, [1]], [3, [5, 2]], [17, [33]], [65, [70]], [130, [17, 100]], [132, [
+          9,
+          70,
+        ]]] as const
+      ) {
         for (const sym of [false, true]) await runCase(gpu, d, [...ns], dtype, sym, seed++, kernel);
       }
     }
@@ -100,7 +105,7 @@ Deno.test("covarianceAccumulate walks row chunks of C and X (tiny binding caps)"
   // C rows are 150 f32 (600 B): a 7-row cap gives 22 C chunks, not aligned to the tiles
   const gpu = await testGpu({ maxBindingBytes: 600 * 7 });
   let seed = 60;
-  for (const kernel of ["tiled", "direct"] as const) {
+  for (const kernel of ["tiled", "direct", "texel"] as const) {
     for (const dtype of ["f32", "f16"] as const) {
       for (const sym of [false, true]) {
         await runCase(gpu, 150, [77, 20], dtype, sym, seed++, kernel, true);
