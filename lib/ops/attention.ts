@@ -26,7 +26,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { grid1d, words } from "./_chunks.ts";
+import { chunkOf, grid1d, rowRuns, words } from "./_chunks.ts";
 
 /** Largest head_dim the kernels support. */
 export const ATTENTION_MAX_HEAD_DIM = 128;
@@ -170,26 +170,6 @@ interface Bound {
   offset: number;
 }
 
-interface Piece {
-  chunk: number;
-  /** Row inside the chunk. */
-  at: number;
-  rows: number;
-}
-
-/** The chunk pieces covering rows [row, row + n) of t. */
-function pieces(t: Tensor, row: number, n: number): Piece[] {
-  const out: Piece[] = [];
-  for (let r = row; r < row + n;) {
-    const chunk = Math.floor(r / t.rowsPerChunk);
-    const at = r - chunk * t.rowsPerChunk;
-    const rows = Math.min(row + n - r, t.rowsPerChunk - at);
-    out.push({ chunk, at, rows });
-    r += rows;
-  }
-  return out;
-}
-
 function rowBytes(t: Tensor): number {
   return t.rowSize * dtypeBytes(t.dtype);
 }
@@ -215,22 +195,23 @@ function forRuns(
   fn: (b0: number, nb: number, bound: Bound[]) => void,
 ): void {
   const gpu = operands[0].t.gpu;
-  const chunkOf = (o: Operand, b: number) => {
-    const c0 = Math.floor((b * o.seq) / o.t.rowsPerChunk);
-    const c1 = Math.floor(((b + 1) * o.seq - 1) / o.t.rowsPerChunk);
+  // the chunk holding all of batch b's rows of an operand, or -1 when they straddle a boundary
+  const wholeIn = (o: Operand, b: number) => {
+    const c0 = chunkOf(o.t, b * o.seq).chunk;
+    const c1 = chunkOf(o.t, (b + 1) * o.seq - 1).chunk;
     return c0 === c1 ? c0 : -1;
   };
   for (let b = 0; b < batch;) {
-    const ch = operands.map((o) => chunkOf(o, b));
+    const ch = operands.map((o) => wholeIn(o, b));
     if (ch.every((c) => c >= 0)) {
       let nb = 1;
-      while (b + nb < batch && nb < 65535 && operands.every((o, i) => chunkOf(o, b + nb) === ch[i])) nb++;
+      while (b + nb < batch && nb < 65535 && operands.every((o, i) => wholeIn(o, b + nb) === ch[i])) nb++;
       fn(
         b,
         nb,
         operands.map((o, i) => ({
           buffer: o.t.chunks[ch[i]],
-          offset: (b * o.seq - ch[i] * o.t.rowsPerChunk) * o.t.rowSize,
+          offset: chunkOf(o.t, b * o.seq).offset,
         })),
       );
       b += nb;
@@ -242,8 +223,8 @@ function forRuns(
       const tmp = gpu.createStorage(o.seq * rb, `${op}.gather`);
       if (!o.write) {
         let done = 0;
-        for (const p of pieces(o.t, b * o.seq, o.seq)) {
-          alignedCopy(op, gpu, o.t.chunks[p.chunk], p.at * rb, tmp, done * rb, p.rows * rb);
+        for (const p of rowRuns(o.t, b * o.seq, (b + 1) * o.seq)) {
+          alignedCopy(op, gpu, o.t.chunks[p.chunk], p.local * rb, tmp, done * rb, p.rows * rb);
           done += p.rows;
         }
       }
@@ -255,7 +236,7 @@ function forRuns(
       operands.map((o, i) =>
         temps[i]
           ? { buffer: temps[i]!, offset: 0 }
-          : { buffer: o.t.chunks[ch[i]], offset: (b * o.seq - ch[i] * o.t.rowsPerChunk) * o.t.rowSize }
+          : { buffer: o.t.chunks[ch[i]], offset: chunkOf(o.t, b * o.seq).offset }
       ),
     );
     operands.forEach((o, i) => {
@@ -264,8 +245,8 @@ function forRuns(
       if (o.write) {
         const rb = rowBytes(o.t);
         let done = 0;
-        for (const p of pieces(o.t, b * o.seq, o.seq)) {
-          alignedCopy(op, gpu, tmp, done * rb, o.t.chunks[p.chunk], p.at * rb, p.rows * rb);
+        for (const p of rowRuns(o.t, b * o.seq, (b + 1) * o.seq)) {
+          alignedCopy(op, gpu, tmp, done * rb, o.t.chunks[p.chunk], p.local * rb, p.rows * rb);
           done += p.rows;
         }
       }
@@ -680,16 +661,16 @@ export class KvCache {
 function copyRows(op: string, src: Tensor, from: number, dst: Tensor, to: number, n: number): void {
   const rb = rowBytes(src);
   let done = 0;
-  for (const p of pieces(src, from, n)) {
+  for (const p of rowRuns(src, from, from + n)) {
     let sub = 0;
-    for (const d of pieces(dst, to + done, p.rows)) {
+    for (const d of rowRuns(dst, to + done, to + done + p.rows)) {
       alignedCopy(
         op,
         src.gpu,
         src.chunks[p.chunk],
-        (p.at + sub) * rb,
+        (p.local + sub) * rb,
         dst.chunks[d.chunk],
-        d.at * rb,
+        d.local * rb,
         d.rows * rb,
       );
       sub += d.rows;

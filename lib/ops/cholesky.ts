@@ -13,7 +13,7 @@
  */
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { words } from "./_chunks.ts";
+import { rowRuns, words } from "./_chunks.ts";
 import { dispatchGram, type GramKernel, gramPipeline, resolveGramKernel } from "./covariance.ts";
 import { gemmTexel } from "./matmul_texel.ts";
 
@@ -35,28 +35,6 @@ export interface CholeskyOptions {
   inPlace?: boolean;
   /** Kernel of the trailing (Gram) update, see {@link GramKernel} (default `auto`). */
   kernel?: GramKernel;
-}
-
-/** A run of rows [row, row + rows) of a chunked tensor lying in one chunk. */
-interface RowRun {
-  row: number;
-  rows: number;
-  chunk: number;
-  /** Element offset of `row` in its chunk. */
-  offset: number;
-}
-
-/** The runs of rows [from, to) of `t` that never cross a chunk boundary, at most `maxRows` long. */
-function rowRuns(t: Tensor, from: number, to: number, maxRows = Infinity): RowRun[] {
-  const out: RowRun[] = [];
-  let r = from;
-  while (r < to) {
-    const chunk = Math.floor(r / t.rowsPerChunk);
-    const end = Math.min(to, (chunk + 1) * t.rowsPerChunk, r + maxRows);
-    out.push({ row: r, rows: end - r, chunk, offset: (r - chunk * t.rowsPerChunk) * t.rowSize });
-    r = end;
-  }
-  return out;
 }
 
 /** Uniform block of shaders/cholesky.wgsl (`Params`). */

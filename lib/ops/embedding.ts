@@ -8,7 +8,7 @@ import type { DType } from "../gpu/dtype.ts";
 import type { Gpu } from "../gpu/device.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { grid1d, words } from "./_chunks.ts";
+import { chunkOf, grid1d, words } from "./_chunks.ts";
 
 /** Options of {@link embedding}. */
 export interface EmbeddingOptions {
@@ -70,11 +70,11 @@ async function gatherInto(
   const groups = new Map<string, { s: number; o: number; pairs: number[] }>();
   for (let t = 0; t < srcRows.length; t++) {
     const ot = outRows ? outRows[t] : t;
-    const s = Math.floor(srcRows[t] / src.rowsPerChunk), o = Math.floor(ot / out.rowsPerChunk);
-    const key = `${s},${o}`;
+    const a = chunkOf(src, srcRows[t]), b = chunkOf(out, ot);
+    const key = `${a.chunk},${b.chunk}`;
     let g = groups.get(key);
-    if (!g) groups.set(key, g = { s, o, pairs: [] });
-    g.pairs.push(srcRows[t] - s * src.rowsPerChunk, ot - o * out.rowsPerChunk);
+    if (!g) groups.set(key, g = { s: a.chunk, o: b.chunk, pairs: [] });
+    g.pairs.push(a.local, b.local);
   }
   const pipe = await pipeline(gpu, "gather", { TT: src.dtype, TO: out.dtype });
   for (const g of groups.values()) {

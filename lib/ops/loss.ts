@@ -9,7 +9,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { grid1d, rowSegments, words } from "./_chunks.ts";
+import { chunkOf, grid1d, rowSegments, words } from "./_chunks.ts";
 
 /** Options of {@link klDivergence}. */
 export interface KlOptions {
@@ -67,15 +67,12 @@ async function runPairs(
   const V = logits.shape[1];
   const groups = new Map<string, { s: number; o: number; pairs: number[] }>();
   for (let i = 0; i < rows.length; i++) {
-    const s = Math.floor(rows[i] / logits.rowsPerChunk);
+    const { chunk: s, local } = chunkOf(logits, rows[i]);
     const o = Number.isFinite(outRowsPerChunk) ? Math.floor(i / outRowsPerChunk) : 0;
     const key = `${s},${o}`;
     let g = groups.get(key);
     if (!g) groups.set(key, g = { s, o, pairs: [] });
-    g.pairs.push(
-      rows[i] - s * logits.rowsPerChunk,
-      Number.isFinite(outRowsPerChunk) ? i - o * outRowsPerChunk : i,
-    );
+    g.pairs.push(local, Number.isFinite(outRowsPerChunk) ? i - o * outRowsPerChunk : i);
   }
   const pipe = await pipeline(gpu, entry, logits.dtype);
   for (const g of groups.values()) {
@@ -204,19 +201,19 @@ export async function klDivergenceOnGpu(
   if (initLogProbs.gpu !== gpu) throw new GpuError(op, "initLogProbs lives on another device");
   const dLogits = into ?? Tensor.zeros(gpu, [T, V], "f32", { name: `${op}.dLogits` });
   const pipe = await pipeline(gpu, "kl_div", logits.dtype, initLogProbs.dtype);
-  const lc = Math.floor(row / logits.rowsPerChunk), oc = Math.floor(row / dLogits.rowsPerChunk);
+  const l = chunkOf(logits, row), o = chunkOf(dLogits, row);
   const kl = Tensor.empty(gpu, [1], "f32", { name: `${op}.kl` });
   const kb = kl.buffer;
   gpu.dispatch(
     op,
     pipe,
-    [logits.chunks[lc], null, dLogits.chunks[oc], null, null, kb, initLogProbs.buffer],
+    [logits.chunks[l.chunk], null, dLogits.chunks[o.chunk], null, null, kb, initLogProbs.buffer],
     [1],
     words(
       1,
       V,
-      (row - lc * logits.rowsPerChunk) * V,
-      (row - oc * dLogits.rowsPerChunk) * V,
+      l.offset,
+      o.offset,
       0,
       into ? 1 : 0,
       { f: opts.weight ?? 1 },
@@ -243,8 +240,8 @@ export async function argmaxRows(logits: Tensor, rows?: Uint32Array): Promise<Ui
 /** Reads one row of a (possibly chunked, f16) `[T, V]` tensor to the host as f32. */
 async function readRow(t: Tensor, row: number): Promise<Float32Array> {
   const V = t.rowSize, eb = dtypeBytes(t.dtype);
-  const c = Math.floor(row / t.rowsPerChunk);
-  const byteOff = (row - c * t.rowsPerChunk) * V * eb;
+  const { chunk: c, offset } = chunkOf(t, row);
+  const byteOff = offset * eb;
   const start = byteOff - (byteOff % 4); // copies need 4-byte aligned offsets
   const bytes = await t.gpu.read(t.chunks[c], start, byteOff - start + V * eb);
   return t.dtype === "f16"

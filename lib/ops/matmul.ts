@@ -13,7 +13,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
-import { grid1d, rowSegments, words } from "./_chunks.ts";
+import { chunkOf, chunkStarts, grid1d, intervals, rowSegments, words } from "./_chunks.ts";
 import { gemmTexel, texelCaps, texelKernels } from "./matmul_texel.ts";
 
 /**
@@ -139,31 +139,11 @@ function matView(op: string, t: Tensor, what: string): MatView {
 
 /** Element offset (inside its chunk) and chunk of stored element (batch b, row r, col c). */
 function locate(v: MatView, b: number, r: number, c: number): { buf: GPUBuffer; off: number; bs: number } {
-  const per = v.t.rowsPerChunk;
-  if (v.batched) {
-    const chunk = Math.floor(b / per);
-    const bs = v.rows * v.cols;
-    return { buf: v.t.chunks[chunk], off: (b - chunk * per) * bs + r * v.cols + c, bs };
-  }
-  const chunk = Math.floor(r / per);
-  return { buf: v.t.chunks[chunk], off: (r - chunk * per) * v.cols + c, bs: 0 };
-}
-
-/** Chunk boundaries of a view along its chunked dimension (batch when batched, else stored rows). */
-function chunkCuts(v: MatView): number[] {
-  const out: number[] = [];
-  for (let i = 1; i < v.t.chunks.length; i++) out.push(i * v.t.rowsPerChunk);
-  return out;
-}
-
-/** Splits [0, total) at the given cuts and into pieces of at most `cap`. */
-function intervals(total: number, cuts: number[], cap: number): [number, number][] {
-  const pts = [...new Set([0, total, ...cuts.filter((c) => c > 0 && c < total)])].sort((a, b) => a - b);
-  const out: [number, number][] = [];
-  for (let i = 0; i + 1 < pts.length; i++) {
-    for (let s = pts[i]; s < pts[i + 1]; s += cap) out.push([s, Math.min(pts[i + 1], s + cap)]);
-  }
-  return out;
+  // dim 0 is the batch of a batched view, else the stored rows
+  const at = chunkOf(v.t, v.batched ? b : r);
+  const bs = v.batched ? v.rows * v.cols : 0;
+  const off = v.batched ? at.local * bs + r * v.cols + c : at.offset + c;
+  return { buf: v.t.chunks[at.chunk], off, bs };
 }
 
 function sameDevice(op: string, ts: (Tensor | undefined)[]): Gpu {
@@ -296,14 +276,14 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
   // where chunk boundaries cut the problem: along the batch, C's rows (m), C's columns (n) or K
   const bCuts: number[] = [], mCuts: number[] = [], nCuts: number[] = [], kCuts: number[] = [];
   for (const [v, rowDim] of [[A, transA ? kCuts : mCuts], [B, transB ? nCuts : kCuts]] as const) {
-    (v.batched ? bCuts : rowDim).push(...chunkCuts(v));
+    (v.batched ? bCuts : rowDim).push(...chunkStarts(v.t));
   }
   const kParts = k === 0 ? [[0, 0] as [number, number]] : intervals(k, kCuts, caps.k);
   // partial products over several K pieces are summed in f32; an f16 C is rounded once at the end
   const scratch = kParts.length > 1 && c.dtype === "f16";
   const target = scratch ? Tensor.empty(gpu, c.shape, "f32", { name: "matmul:f32" }) : c;
   const T = matView("matmul", target, "C");
-  (T.batched ? bCuts : mCuts).push(...chunkCuts(T));
+  (T.batched ? bCuts : mCuts).push(...chunkStarts(T.t));
   if (scratch && pl.accumulate) await convertInto(c, target, "matmul");
 
   const biasType: DType = pl.bias ? pl.bias.dtype : a.dtype;
