@@ -152,31 +152,57 @@ const SAMPLE_ROWS = 16;
 export function matmulCase(n: number, kernel: MatmulKernel, ta: DType, tb: DType, tc: DType): KernelCase {
   const dtype = ta === tb && tb === tc ? ta : `${ta}·${tb}→${tc}`;
   return {
-    kernel: `matmul ${kernel}`,
+    ...shapeCase(n, n, n, false, kernel, ta, tb, tc),
     size: `${n}³`,
-    dtype,
-    work: { flops: 2 * n * n * n },
     group: `matmul ${n}³ ${dtype}`,
     baseline: kernel === "naive",
     n: kernel === "naive" ? 2 : 10,
     reps: kernel === "naive" ? 1 : 3,
+  };
+}
+
+/**
+ * C [m, n] = A [m, k] · op(B) with B stored [k, n] (or [n, k] with `transB`, an LM head or nn.Linear
+ * weight): keg's real shapes. The group's baseline is the `direct` kernel (the CPU default before `texel`).
+ */
+export function shapeCase(
+  m: number,
+  k: number,
+  n: number,
+  transB: boolean,
+  kernel: MatmulKernel,
+  ta: DType = "f32",
+  tb: DType = "f32",
+  tc: DType = "f32",
+): KernelCase {
+  const dtype = ta === tb && tb === tc ? ta : `${ta}·${tb}→${tc}`;
+  const size = `${m}×${k}·${k}×${n}${transB ? " (Bᵀ)" : ""}`;
+  return {
+    kernel: `matmul ${kernel}`,
+    size,
+    dtype,
+    work: { flops: 2 * m * n * k },
+    group: `matmul ${size} ${dtype}`,
+    baseline: kernel === "direct",
+    n: 5,
+    reps: 3,
     setup() {
-      const a = rand(n * n, 11), b = rand(n * n, 12);
-      const A = Tensor.from(gpu, a, [n, n], ta), B = Tensor.from(gpu, b, [n, n], tb);
-      const C = Tensor.empty(gpu, [n, n], tc);
+      const a = rand(m * k, 11), b = rand(k * n, 12);
+      const A = Tensor.from(gpu, a, [m, k], ta), B = Tensor.from(gpu, b, transB ? [n, k] : [k, n], tb);
+      const C = Tensor.empty(gpu, [m, n], tc);
       return Promise.resolve({
-        run: () => matmul(A, B, { out: C, kernel }),
+        run: () => matmul(A, B, { out: C, kernel, transB }),
         async maxError() {
-          await matmul(A, B, { out: C, kernel });
+          await matmul(A, B, { out: C, kernel, transB });
           const got = await C.read();
           let err = 0;
-          const step = Math.max(1, Math.floor(n / SAMPLE_ROWS));
+          const step = Math.max(1, Math.floor(m / SAMPLE_ROWS));
           const acc = new Float64Array(n);
-          for (let i = 0; i < n; i += step) {
+          for (let i = 0; i < m; i += step) {
             acc.fill(0);
-            for (let l = 0; l < n; l++) {
-              const av = a[i * n + l];
-              for (let j = 0; j < n; j++) acc[j] += av * b[l * n + j];
+            for (let l = 0; l < k; l++) {
+              const av = a[i * k + l];
+              for (let j = 0; j < n; j++) acc[j] += av * b[transB ? j * k + l : l * n + j];
             }
             for (let j = 0; j < n; j++) err = Math.max(err, Math.abs(got[i * n + j] - acc[j]));
           }
@@ -234,15 +260,29 @@ export function gemvCase(rows: number, cols: number, layout: "out_in" | "in_out"
 
 // ---- the cases ----------------------------------------------------------------------------------------
 
-/** The matmul cases: each storage mix with the direct and tiled kernels, f32 also with the naive one. */
+/**
+ * The matmul cases: each storage mix with the texel, direct and tiled kernels, f32 also with the naive
+ * one; then keg's own shapes (a stats batch through GPT-2's QKV, an MLP on 200 tokens, the Cholesky
+ * update's rank 64, 100 LM-head rows over a 50,257 vocabulary) with `direct` as their baseline.
+ */
 export const matmulCases: KernelCase[] = [
   matmulCase(MM, "naive", "f32", "f32", "f32"),
   matmulCase(MM, "direct", "f32", "f32", "f32"),
+  matmulCase(MM, "texel", "f32", "f32", "f32"),
   matmulCase(MM, "tiled", "f32", "f32", "f32"),
   matmulCase(MM, "direct", "f16", "f16", "f16"),
+  matmulCase(MM, "texel", "f16", "f16", "f16"),
   matmulCase(MM, "tiled", "f16", "f16", "f16"),
   matmulCase(MM, "direct", "f32", "f16", "f32"),
+  matmulCase(MM, "texel", "f32", "f16", "f32"),
   matmulCase(MM, "tiled", "f32", "f16", "f32"),
+  ...([[4096, 256, 768, false], [200, 256, 1024, true], [960, 64, 960, false], [
+    100,
+    256,
+    50257,
+    true,
+  ]] as const)
+    .flatMap(([m, k, n, t]) => (["direct", "texel"] as const).map((kn) => shapeCase(m, k, n, t, kn))),
 ];
 
 /** The gemv cases: both layouts, f32 and f16 weights. */

@@ -63,7 +63,7 @@ for (const texel of [false, true]) {
   });
 }
 
-/** Seconds per phase of one statistics batch (each phase waits for the GPU). */
+/** Milliseconds per phase of one statistics batch (each phase waits for the GPU): medians of 3 rounds. */
 async function breakdown(texel: boolean): Promise<Record<string, number>> {
   const m = await getModel();
   const gpu = m.net.deviceOf(0);
@@ -72,8 +72,9 @@ async function breakdown(texel: boolean): Promise<Record<string, number>> {
   const d = m.config.intermediateSize;
   const c = Tensor.zeros(gpu, [d, d], "f32");
   const out: Record<string, number> = { tokenize: 0, forward: 0, covariance: 0, tokens: 0 };
+  const runs: Record<string, number[]> = { tokenize: [], forward: [], covariance: [] };
   try {
-    for (let rep = 0; rep < 2; rep++) { // the first round compiles every pipeline
+    for (let rep = 0; rep < 4; rep++) { // the first round compiles every pipeline
       let t = performance.now();
       const ids = seqs.map((s) => m.tokenizer!.encode(s).slice(0, m.net.config.maxPositions));
       const tTok = performance.now() - t;
@@ -92,10 +93,11 @@ async function breakdown(texel: boolean): Promise<Record<string, number>> {
       await gpu.sync();
       const tCov = performance.now() - t;
       keys!.dispose();
-      if (rep === 1) {
-        Object.assign(out, { tokenize: tTok, forward: tFwd, covariance: tCov, tokens: rows.length });
-      }
+      if (rep === 0) continue;
+      runs.tokenize.push(tTok), runs.forward.push(tFwd), runs.covariance.push(tCov);
+      out.tokens = rows.length;
     }
+    for (const [k, v] of Object.entries(runs)) out[k] = v.sort((p, q) => p - q)[v.length >> 1];
   } finally {
     c.dispose();
     texelKernels(gpu, true);
@@ -126,7 +128,7 @@ if (have && Deno.env.get("KEG_BENCH_STATS_BREAKDOWN") !== "0") {
   console.error(
     [
       "",
-      `one statistics batch (${BATCH} sequences, layer 0, f32), ms per phase:`,
+      `one statistics batch (${BATCH} sequences, layer 0, f32), ms per phase (median of 3 rounds):`,
       "| kernels | keys | tokenize | forward to layer 0 | C += KᵀK |",
       "|---|---|---|---|---|",
       ...rows,
