@@ -8,7 +8,7 @@
 import { Gpu, Tensor } from "../lib/gpu/mod.ts";
 import { choleskyFactor } from "../lib/ops/cholesky.ts";
 import type { GramKernel } from "../lib/ops/covariance.ts";
-import { choleskyReference, choleskySolveReference } from "../lib/ops/linalg_reference.ts";
+import { choleskyReference, choleskySolveReference } from "../lib/testing/linalg_reference.ts";
 
 const SIZES = (Deno.env.get("KEG_BENCH_CHOL_D") ?? "1024,4096").split(",").map(Number);
 const gpu = await Gpu.open({ quiet: true });
