@@ -135,6 +135,7 @@ export class Gpu {
   #staging: { buf: GPUBuffer; bytes: Uint8Array; used: number } | null = null;
   #capture: CaptureRecorder | null = null;
   #pinned = new Map<GPUBuffer, Capture>();
+  #liveCaptures = 0;
   #profiler: GpuProfiler | null = null;
   #counters: GpuCounters = emptyCounters();
 
@@ -477,6 +478,7 @@ export class Gpu {
     if (!rec) throw new GpuError("capture", "endCapture without beginCapture");
     this.#capture = null;
     const cap = new Capture(this, rec.commands, rec.staging, rec.dispatches());
+    this.#liveCaptures++;
     for (const k of rec.groups) {
       const e = this.#groups.get(k);
       if (e) e.pins++, cap.groups.push(k);
@@ -518,6 +520,7 @@ export class Gpu {
 
   /** @internal Releases what a disposed capture reserved. */
   releaseCapture(cap: Capture): void {
+    this.#liveCaptures--;
     for (const [b, c] of this.#pinned) if (c === cap) this.#pinned.delete(b);
     for (const k of cap.groups) {
       const e = this.#groups.get(k);
@@ -526,6 +529,14 @@ export class Gpu {
     for (const b of cap.owned) this.release(b);
     cap.owned.clear();
     this.#transient.push(...cap.staging);
+  }
+
+  /**
+   * Whether a capture is being recorded or a recorded one is alive: resources its commands may use
+   * (buffers, textures, bind groups) must not be destroyed or repurposed meanwhile.
+   */
+  get capturing(): boolean {
+    return this.#capture !== null || this.#liveCaptures > 0;
   }
 
   /** Counts of recorded and replayed dispatches, submits, readbacks, writes and bind-group cache use. */

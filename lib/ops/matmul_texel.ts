@@ -8,7 +8,7 @@
  * The textures are a per-device workspace, reused by every product (commands run in order, so a later
  * pack cannot overtake an earlier product's reads). Sizes are bucketed (rows to powers of two, texel
  * columns to multiples of 64) so that a handful of textures serves every shape; they are only dropped
- * when the workspace would exceed {@link TEXEL_WORKSPACE_BYTES}.
+ * when the workspace would exceed {@link TEXEL_WORKSPACE_BYTES} and no capture is alive.
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
@@ -71,7 +71,8 @@ function workspaceTexture(gpu: Gpu, role: "A" | "B", w: number, h: number): GPUT
   let e = ws.textures.get(key);
   if (!e) {
     const bytes = bw * bh * 16;
-    if (ws.bytes + bytes > TEXEL_WORKSPACE_BYTES && ws.textures.size) {
+    // (not while a capture may replay products that read them: the workspace then grows instead)
+    if (ws.bytes + bytes > TEXEL_WORKSPACE_BYTES && ws.textures.size && !gpu.capturing) {
       // recorded work may still read the old textures: submit it before they go
       gpu.flush();
       for (const old of ws.textures.values()) old.tex.destroy();
