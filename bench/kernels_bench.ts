@@ -174,11 +174,12 @@ export function shapeCase(
   ta: DType = "f32",
   tb: DType = "f32",
   tc: DType = "f32",
+  splitK = true,
 ): KernelCase {
   const dtype = ta === tb && tb === tc ? ta : `${ta}·${tb}→${tc}`;
   const size = `${m}×${k}·${k}×${n}${transB ? " (Bᵀ)" : ""}`;
   return {
-    kernel: `matmul ${kernel}`,
+    kernel: `matmul ${kernel}${kernel === "skinny" && !splitK ? " (K not split)" : ""}`,
     size,
     dtype,
     work: { flops: 2 * m * n * k },
@@ -191,9 +192,9 @@ export function shapeCase(
       const A = Tensor.from(gpu, a, [m, k], ta), B = Tensor.from(gpu, b, transB ? [n, k] : [k, n], tb);
       const C = Tensor.empty(gpu, [m, n], tc);
       return Promise.resolve({
-        run: () => matmul(A, B, { out: C, kernel, transB }),
+        run: () => matmul(A, B, { out: C, kernel, transB, splitK }),
         async maxError() {
-          await matmul(A, B, { out: C, kernel, transB });
+          await matmul(A, B, { out: C, kernel, transB, splitK });
           const got = await C.read();
           let err = 0;
           const step = Math.max(1, Math.floor(m / SAMPLE_ROWS));
@@ -263,7 +264,8 @@ export function gemvCase(rows: number, cols: number, layout: "out_in" | "in_out"
 /**
  * The matmul cases: each storage mix with the texel, direct and tiled kernels, f32 also with the naive
  * one; then keg's own shapes (a stats batch through GPT-2's QKV, an MLP on 200 tokens, the Cholesky
- * update's rank 64, 100 LM-head rows over a 50,257 vocabulary) with `direct` as their baseline.
+ * update's rank 64, 100 LM-head rows over a 50,257 vocabulary) with `direct` as their baseline, and the
+ * LM head's backward (21 rows, K = 50,257) split along K against the unsplit skinny kernel.
  */
 export const matmulCases: KernelCase[] = [
   matmulCase(MM, "naive", "f32", "f32", "f32"),
@@ -283,6 +285,13 @@ export const matmulCases: KernelCase[] = [
     true,
   ]] as const)
     .flatMap(([m, k, n, t]) => (["direct", "texel"] as const).map((kn) => shapeCase(m, k, n, t, kn))),
+  // the LM head's backward in v* (dlogits [21, V] · W [V, 256]): few rows, long K — skinny split along K
+  // and the texel kernel (what auto picks on CPU adapters) against skinny unsplit (the baseline: what keg
+  // ran before) and direct
+  { ...shapeCase(21, 50257, 256, false, "skinny", "f32", "f32", "f32", false), baseline: true },
+  shapeCase(21, 50257, 256, false, "skinny", "f32", "f32", "f32", true),
+  shapeCase(21, 50257, 256, false, "texel"),
+  { ...shapeCase(21, 50257, 256, false, "direct"), baseline: false },
 ];
 
 /** The gemv cases: both layouts, f32 and f16 weights. */

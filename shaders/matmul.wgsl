@@ -24,6 +24,10 @@
 //   mm_pack    writes op(X)[r][4t .. 4t+3] of a strided (optionally transposed) storage operand into texel
 //              (t, r) of a storage texture, zeros past the valid columns and in rows [rows, p.k).
 //   mm_naive   one thread per output element (the baseline for the benchmark; also handy for debugging).
+//   mm_reduce  C = alpha·Σ_{s < p.k} A[p.a_off + s·p.a_bs + m·p.lda + n] (+ bias) (+ C): sums the f32
+//              partial products of a K-split mm_skinny (few rows, long K: e.g. the LM head's backward,
+//              dlogits [T, V] · W [V, d], whose C alone has too few blocks to keep a device busy);
+//              workgroup 16×16, dispatch (ceil(n/16), ceil(m/16)).
 // mm_direct and mm_tiled: one workgroup per 128×128 tile of C; dispatch
 // (ceil(n/128), ceil(m/128), batch). mm_naive: workgroup 16×16, dispatch (ceil(n/16), ceil(m/16), batch).
 //
@@ -734,4 +738,18 @@ fn mm_naive(@builtin(global_invocation_id) g: vec3<u32>) {
     acc += a * b;
   }
   finish(p.c_off + g.z * p.c_bs, m, n, acc);
+}
+
+@compute @workgroup_size(16, 16)
+fn mm_reduce(@builtin(global_invocation_id) g: vec3<u32>) {
+  let n = g.x;
+  let m = g.y;
+  if (m >= p.m || n >= p.n) {
+    return;
+  }
+  var acc = 0.0;
+  for (var s = 0u; s < p.k; s++) {
+    acc += f32(A[p.a_off + s * p.a_bs + m * p.lda + n]);
+  }
+  finish(p.c_off, m, n, acc);
 }

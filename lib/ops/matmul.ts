@@ -45,6 +45,11 @@ export interface MatmulOptions {
   alpha?: number;
   /** Kernel choice (default `auto`); see {@link MatmulKernel}. */
   kernel?: MatmulKernel;
+  /**
+   * Let a skinny product with a long K run split along K (see {@link skinnySplit}). Default: on GPUs
+   * only (a 2-core CPU adapter is already busy with the unsplit kernel's few workgroups).
+   */
+  splitK?: boolean;
 }
 
 /** Weight layouts: `out_in` = [out, in] (HF nn.Linear); `in_out` = [in, out] (GPT-2 Conv1D). */
@@ -91,6 +96,23 @@ const TILES: Record<string, [number, number]> = {
 /** Up to this many rows of C the skinny kernel beats 128-row tiles (blocked kernels only). */
 const SKINNY_MAX_M = 40; // measured on lavapipe: skinny wins below ~48 rows, direct above
 const MAX_GROUPS = 65535;
+/** A skinny product with fewer blocks of C than this, and K of at least SPLIT_K_MIN, is split along K. */
+const SPLIT_K_GROUPS = 64;
+const SPLIT_K_MIN = 4096;
+/** K per slice at least (so the partial sums stay few). */
+const SPLIT_K_SLICE = 1024;
+
+/**
+ * K slices for a skinny product: enough that the slices' blocks fill SPLIT_K_GROUPS workgroups, each
+ * slice a multiple of 4 and at least SPLIT_K_SLICE long; 1 when the product needs no split.
+ */
+export function skinnySplit(m: number, n: number, k: number): { slices: number; kc: number } {
+  const groups = Math.ceil(n / 512) * Math.ceil(m / 4);
+  if (k < SPLIT_K_MIN || groups >= SPLIT_K_GROUPS) return { slices: 1, kc: k };
+  const want = Math.min(Math.ceil(SPLIT_K_GROUPS / groups), Math.floor(k / SPLIT_K_SLICE));
+  const kc = Math.ceil(Math.ceil(k / Math.max(1, want)) / 4) * 4;
+  return { slices: Math.ceil(k / kc), kc };
+}
 /** Products below this many multiply-adds stay on `direct` (packing would cost more than it saves). */
 const TEXEL_MIN_WORK = 1 << 21;
 
@@ -101,7 +123,12 @@ export function autoKernel(gpu: Gpu): "texel" | "direct" | "tiled" {
 
 /** The kernel `auto` picks for a product of this shape. */
 function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean): MatmulKernel {
-  if (m <= SKINNY_MAX_M) return "skinny";
+  if (m <= SKINNY_MAX_M) {
+    // few rows but a long K and a narrow C (the LM head's backward, dlogits · W): on CPU adapters the
+    // packed-texture kernel reads the long operands faster (measured 1.5× on lavapipe)
+    const longK = k >= SPLIT_K_MIN && 4 * n <= k;
+    return gpu.isCpuAdapter && longK && !batched && texelKernels(gpu) ? "texel" : "skinny";
+  }
   if (!gpu.isCpuAdapter) return "tiled";
   return !batched && m * n * k >= TEXEL_MIN_WORK && texelKernels(gpu) ? "texel" : "direct";
 }
@@ -245,6 +272,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
     accumulate: opts.accumulate ?? false,
     alpha: opts.alpha ?? 1,
     kernel: opts.kernel ?? "auto",
+    splitK: opts.splitK ?? !a.gpu.isCpuAdapter,
   });
   return c;
 }
@@ -262,6 +290,7 @@ interface Plan {
   accumulate: boolean;
   alpha: number;
   kernel: MatmulKernel;
+  splitK: boolean;
 }
 
 async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<void> {
@@ -334,6 +363,19 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
             });
             continue;
           }
+          const splittable = kernel === "skinny" && pl.splitK && b1 - b0 === 1 && kParts.length === 1;
+          if (splittable && !A.batched && !B.batched) {
+            const split = skinnySplit(m1 - m0, n1 - n0, k1 - k0);
+            if (split.slices > 1 && split.slices * (m1 - m0) * (n1 - n0) * 4 <= gpu.maxBindingBytes) {
+              await skinnySplitK(gpu, { a, b, target, transA, transB, la, lb, lc, A, B, T, pl, n0 }, {
+                m: m1 - m0,
+                n: n1 - n0,
+                k: k1 - k0,
+                ...split,
+              });
+              continue;
+            }
+          }
           const vecA = la.off % 4 === 0 && A.cols % 4 === 0 && la.bs % 4 === 0;
           const vecB = lb.off % 4 === 0 && B.cols % 4 === 0 && lb.bs % 4 === 0;
           const hasBias = first && !!pl.bias;
@@ -385,6 +427,138 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
     await convertInto(target, c, "matmul");
     target.dispose();
   }
+}
+
+/** Operands of one piece of a product, as {@link matmulInto} located them. */
+interface Piece {
+  a: Tensor;
+  b: Tensor;
+  target: Tensor;
+  transA: boolean;
+  transB: boolean;
+  la: { buf: GPUBuffer; off: number };
+  lb: { buf: GPUBuffer; off: number };
+  lc: { buf: GPUBuffer; off: number };
+  A: MatView;
+  B: MatView;
+  T: MatView;
+  pl: Plan;
+  /** First column of C in this piece (the bias offset). */
+  n0: number;
+}
+
+/**
+ * A skinny product split along K: the slices run as one batched mm_skinny into an f32 scratch
+ * [slices, m, n] (the last, shorter slice as a second dispatch), then mm_reduce sums them into C with
+ * alpha, the bias and accumulation. More workgroups for products whose C has few blocks but K is long.
+ */
+async function skinnySplitK(
+  gpu: Gpu,
+  pc: Piece,
+  d: { m: number; n: number; k: number; slices: number; kc: number },
+): Promise<void> {
+  const { m, n, k, slices, kc } = d;
+  const full = Math.floor(k / kc), rem = k - full * kc;
+  const scratch = Tensor.empty(gpu, [slices * m * n], "f32", { name: "matmul:splitK" });
+  const types = { TA: pc.a.dtype, TB: pc.b.dtype, TC: "f32" as DType, TBIAS: "f32" as DType };
+  // slice s starts s·kc along K: columns of stored A (rows when transposed), rows of stored B (columns)
+  const aStep = pc.transA ? kc * pc.A.cols : kc, bStep = pc.transB ? kc : kc * pc.B.cols;
+  for (const [s0, count, len] of [[0, full, kc], [full, rem ? 1 : 0, rem]]) {
+    if (!count) continue;
+    const aOff = pc.la.off + s0 * aStep, bOff = pc.lb.off + s0 * bStep;
+    const vecA = aOff % 4 === 0 && pc.A.cols % 4 === 0 && aStep % 4 === 0;
+    const vecB = bOff % 4 === 0 && pc.B.cols % 4 === 0 && bStep % 4 === 0;
+    const pipe = await gpu.pipeline({
+      family: "matmul",
+      entry: "mm_skinny",
+      types,
+      constants: {
+        TRANS_A: +pc.transA,
+        TRANS_B: +pc.transB,
+        VEC_A: +vecA,
+        VEC_B: +vecB,
+        HAS_BIAS: 0,
+        ACCUM: 0,
+      },
+    });
+    const u = words(
+      m,
+      n,
+      len,
+      aOff,
+      pc.A.cols,
+      aStep,
+      bOff,
+      pc.B.cols,
+      bStep,
+      s0 * m * n,
+      n,
+      m * n,
+      0,
+      {
+        f: 1,
+      },
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+    );
+    gpu.dispatch(
+      "matmul(mm_skinny, split K)",
+      pipe,
+      [
+        pc.la.buf,
+        vec4Binding(gpu, pc.la.buf, pc.a.dtype),
+        pc.lb.buf,
+        vec4Binding(gpu, pc.lb.buf, pc.b.dtype),
+        pc.la.buf,
+        scratch.buffer,
+      ],
+      [Math.ceil(n / 512), Math.ceil(m / 4), count],
+      u,
+    );
+  }
+  const bias = pc.pl.bias;
+  const accum = pc.pl.accumulate;
+  const reduce = await gpu.pipeline({
+    family: "matmul",
+    entry: "mm_reduce",
+    types: { TA: "f32", TB: "f32", TC: pc.target.dtype, TBIAS: bias ? bias.dtype : "f32" },
+    constants: { HAS_BIAS: +!!bias, ACCUM: +accum },
+  });
+  gpu.dispatch(
+    "matmul(mm_reduce)",
+    reduce,
+    [scratch.buffer, null, null, null, bias ? bias.buffer : scratch.buffer, pc.lc.buf],
+    [Math.ceil(n / 16), Math.ceil(m / 16)],
+    words(
+      m,
+      n,
+      slices,
+      0,
+      n,
+      m * n,
+      0,
+      0,
+      0,
+      pc.lc.off,
+      pc.T.cols,
+      0,
+      bias ? pc.n0 : 0,
+      {
+        f: pc.pl.alpha,
+      },
+      0,
+      0,
+      0,
+      0,
+      0,
+      0,
+    ),
+  );
+  scratch.dispose();
 }
 
 /** Flattens [..., d] to [rows, d] (unchunked tensors, or 2-D ones as they are). */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type DType, type Gpu, GpuError, Tensor } from "../../lib/gpu/mod.ts";
-import { linear, linearT, matmul, type MatmulKernel } from "../../lib/ops/matmul.ts";
+import { linear, linearT, matmul, type MatmulKernel, skinnySplit } from "../../lib/ops/matmul.ts";
 import {
   gammaBound,
   matmulReference,
@@ -53,6 +53,7 @@ interface Case {
   tb?: DType;
   tc?: DType;
   kernel?: MatmulKernel;
+  splitK?: boolean;
 }
 
 let seed = 1;
@@ -82,6 +83,7 @@ async function runCase(gpu: Gpu, c: Case): Promise<void> {
     accumulate: c.accumulate,
     alpha: c.alpha,
     kernel: c.kernel,
+    splitK: c.splitK,
   });
   assert.deepEqual(C.shape, outShape);
   assert.equal(C.dtype, tc);
@@ -171,6 +173,25 @@ Deno.test("matmul texel: K beyond one texture (8192 rows) is split and accumulat
     kernel: "texel",
     tc: "f16",
     transA: true,
+    transB: true,
+    accumulate: true,
+  });
+});
+
+Deno.test("matmul skinny split along K (few rows, long K): every transpose, remainder slice, bias, accumulate, f16", async () => {
+  const gpu = await testGpu();
+  assert.equal(skinnySplit(21, 256, 50257).slices > 1, true, "the LM head's backward shape is split");
+  assert.equal(skinnySplit(21, 50257, 256).slices, 1, "the LM head's forward is not");
+  // k = 5003: full slices plus a shorter remainder (k % 4 = 3: masked tail); m, n off the block sizes
+  for (const [transA, transB] of TRANS) await runCase(gpu, { m: 5, k: 5003, n: 37, transA, transB });
+  await runCase(gpu, { m: 7, k: 8192, n: 64, bias: true, accumulate: true, alpha: -0.5, kernel: "skinny" });
+  await runCase(gpu, {
+    m: 3,
+    k: 4099,
+    n: 20,
+    ta: "f16",
+    tb: "f16",
+    tc: "f16",
     transB: true,
     accumulate: true,
   });
