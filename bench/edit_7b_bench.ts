@@ -16,14 +16,17 @@
  * - KEG_BENCH_7B_DIMS=hidden,intermediate,layers,vocab[,heads]: other dims, e.g. `64,172,2,300`;
  * - KEG_BENCH_STEPS: v_num_grad_steps (default: the config's);
  * - KEG_BENCH_7B_EDITS: measured edits per group (default 2; each follows a warm-up edit);
- * - KEG_BENCH_7B_MOM2=0: skip the `edit-mom2` and `cholesky` groups.
+ * - KEG_BENCH_7B_MOM2=0: skip the `edit-mom2` and `cholesky` groups;
+ * - KEG_BENCH_7B_MODEL=llama-3-8b | qwen2.5-7b: that shape of lib/testing/random_configs.ts (vocab 128,256,
+ *   d_ff 14,336, GQA / vocab 152,064, d_ff 18,944, q/k/v biases) with its configs/R-ROME file instead of
+ *   Llama-2-7B (KEG_BENCH_7B_LAYERS still applies; KEG_BENCH_7B_DIMS is ignored).
  * Every measured edit prints one line at once (so a run cut short still reports), and a table at exit.
  * @module
  */
 import { Gpu } from "../lib/gpu/device.ts";
 import { choleskyFactor } from "../lib/ops/cholesky.ts";
 import type { LoadedModel } from "../lib/model/load.ts";
-import { randomCovariance, randomModel } from "../lib/testing/random_model.ts";
+import { RANDOM_7B_CONFIGS, randomCovariance, randomModel } from "../lib/testing/random_model.ts";
 import { applyOverrides, loadHparams, type RomeHparams } from "../lib/edit/hparams.ts";
 import type { Stats } from "../lib/edit/covariance.ts";
 import { type EditReport, RomeEditor } from "../lib/edit/rome.ts";
@@ -36,7 +39,16 @@ const env = (k: string) => Deno.env.get(k) ?? "";
 function dims(): { hidden: number; inter: number; layers: number; vocab: number; heads: number } {
   const d = { hidden: 4096, inter: 11008, layers: 32, vocab: 32000, heads: 32 };
   const spec = env("KEG_BENCH_7B_DIMS");
-  if (spec) {
+  if (PRESET) {
+    const p = PRESET as Record<string, number>;
+    [d.hidden, d.inter, d.layers, d.vocab, d.heads] = [
+      p.hidden_size,
+      p.intermediate_size,
+      p.num_hidden_layers,
+      p.vocab_size,
+      p.num_attention_heads,
+    ];
+  } else if (spec) {
     const v = spec.split(",").map((s) => Number(s.trim()));
     if (v.length < 4 || v.length > 5 || !v.every((x) => Number.isInteger(x) && x > 0)) {
       throw new Error(
@@ -54,8 +66,13 @@ function dims(): { hidden: number; inter: number; layers: number; vocab: number;
   return d;
 }
 
+const MODEL = env("KEG_BENCH_7B_MODEL");
+if (MODEL && !["llama-3-8b", "qwen2.5-7b"].includes(MODEL)) {
+  throw new Error(`KEG_BENCH_7B_MODEL must be llama-3-8b or qwen2.5-7b, got ${MODEL}`);
+}
+const PRESET = MODEL ? RANDOM_7B_CONFIGS[MODEL] : null;
 const D = dims();
-const CONFIG = {
+const CONFIG = PRESET ? { ...PRESET, num_hidden_layers: D.layers } : {
   model_type: "llama",
   architectures: ["LlamaForCausalLM"],
   hidden_size: D.hidden,
@@ -97,7 +114,8 @@ if (skip) {
 }
 
 const hp: RomeHparams = await (async () => {
-  const base = await loadHparams(new URL("../configs/R-ROME/llama-2-7b.yaml", import.meta.url).pathname);
+  const file = MODEL === "llama-3-8b" ? "llama3-8b" : MODEL === "qwen2.5-7b" ? "qwen2.5-7b" : "llama-2-7b";
+  const base = await loadHparams(new URL(`../configs/R-ROME/${file}.yaml`, import.meta.url).pathname);
   const o: Record<string, unknown> = { precision: "f16" };
   if (D.layers <= base.layers[0]) o.layers = [Math.max(0, D.layers - 2)];
   if (D.layers <= base.vLossLayer) o.v_loss_layer = D.layers - 1;
@@ -124,7 +142,9 @@ async function getModel(): Promise<LoadedModel> {
   const live = gpu!.memory().liveBytes;
   peakNow();
   const line =
-    `model: Llama ${D.hidden}/${D.inter}/${D.layers} layers/${D.heads} heads/vocab ${D.vocab} f16 on ` +
+    `model: ${
+      MODEL || "Llama"
+    } ${D.hidden}/${D.inter}/${D.layers} layers/${D.heads} heads/vocab ${D.vocab} f16 on ` +
     `"${gpu!.report.description}": ${(live / GB).toFixed(2)} GB of weights generated in ${sec.toFixed(1)} s`;
   console.log(line);
   extra.push(line);

@@ -13,6 +13,7 @@ import { exportCheckpoint, saveEdits } from "../edit/edits_io.ts";
 import { parseFlags, parseSet, required, UsageError } from "./args.ts";
 import { checkEditSettings, checkRequestFits } from "../edit/checks.ts";
 import { checkWritable, writeFileAtomic } from "../util/fs.ts";
+import { keyValueResidual, updateKey } from "../edit/update.ts";
 import { Progress } from "./progress.ts";
 import { profiled } from "./profile.ts";
 import { profileStage } from "../gpu/profile.ts";
@@ -199,6 +200,7 @@ export async function editCommand(args: string[]): Promise<void> {
     const stats = await statsFor(model, hp, { stats: v.stats as string, corpus: v.corpus as string });
     const editor = new RomeEditor(model, hp, { stats });
     const results: EditResult[] = [];
+    const residuals: number[] = [];
     let successes = 0;
     await profiled(!!v.profile, model.net.devices, async () => {
       for (const [i, req] of requests.entries()) {
@@ -211,6 +213,12 @@ export async function editCommand(args: string[]): Promise<void> {
         const e = await editor.edit(req);
         results.push(e);
         console.log(describe(e));
+        // the closed form of the update: the edited module maps the key to v* (rounding only)
+        const r = e.report;
+        const w = model.net.blocks[e.applied.layer].mlpOut;
+        const residual = await keyValueResidual(w, updateKey(r.update, r.kStar, r.kPrompt), r.vStar);
+        residuals.push(residual);
+        console.log(`  W'k + b = v*: relative residual ${residual.toExponential(2)} (${w.w.dtype} weight)`);
         const post = await probe(model, req, "post");
         if (post.acc === 1) successes++;
         if (v.independent && i < requests.length - 1) await editor.restore();
@@ -235,7 +243,8 @@ export async function editCommand(args: string[]): Promise<void> {
       console.error(`wrote the edited checkpoint to ${v.export}`);
     }
     if (v.json) {
-      const plain = results.map(({ applied: a, report: e }) => ({
+      const plain = results.map(({ applied: a, report: e }, i) => ({
+        kvResidual: residuals[i],
         request: a.requests[0],
         layer: a.layer,
         weightName: a.weightName,

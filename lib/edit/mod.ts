@@ -17,3 +17,4 @@ export * from "./applied.ts";
 export * from "./checks.ts";
 export * from "./edits_io.ts";
 export * from "./api.ts";
+export * from "./plan.ts";

@@ -13,6 +13,7 @@ import { Tensor } from "../gpu/tensor.ts";
 import type { Gpu } from "../gpu/device.ts";
 import type { CholeskyFactor } from "../ops/cholesky.ts";
 import { outerUpdate } from "../ops/outer.ts";
+import { linear } from "../ops/matmul.ts";
 import type { Linear } from "../model/transformer.ts";
 import type { UpdateKind } from "./hparams.ts";
 
@@ -107,4 +108,25 @@ export async function applyRankOne(
 /** ‖x‖₂. */
 export function l2(x: ArrayLike<number>): number {
   return Math.sqrt(dot(x, x));
+}
+
+/** The key at which an update's closed form holds: k* for `r-rome`, the bare prompt's key otherwise. */
+export function updateKey(kind: UpdateKind, kStar: Float32Array, kPrompt: Float32Array): Float32Array {
+  return kind === "r-rome" ? kStar : kPrompt;
+}
+
+/**
+ * ‖W′k + b − v*‖ / ‖v*‖ with the (updated) weight as stored: the rank-one update makes the rewrite module
+ * map its key to v*, so this is rounding only (f32 weights ~1e-7, f16 ~1e-3). `key` is
+ * {@link updateKey}'s: for `rome` and `p-rome` the closed form holds at the prompt's key (v_ref is that
+ * key's value), for `r-rome` at k* (v_ref = v̄).
+ */
+export async function keyValueResidual(w: Linear, key: Float32Array, vStar: Float32Array): Promise<number> {
+  const k = Tensor.from(w.w.gpu, key, [1, key.length], "f32", { name: "k" });
+  const out = await linear(k, w.w, { layout: w.layout, bias: w.b, outDtype: "f32" });
+  const y = await out.read();
+  k.dispose(), out.dispose();
+  let num = 0;
+  for (let i = 0; i < y.length; i++) num += (y[i] - vStar[i]) ** 2;
+  return Math.sqrt(num) / l2(vStar);
 }

@@ -203,6 +203,14 @@ export class Gpu {
     return gpu;
   }
 
+  /**
+   * A Gpu over a device and adapter that were not opened by {@link open}: keg plan's virtual device
+   * (lib/gpu/virtual.ts), which allocates and dispatches nothing but keeps this class's accounting.
+   */
+  static fromDevice(device: GPUDevice, adapter: GPUAdapter, f16: boolean, opts: GpuOptions = {}): Gpu {
+    return new Gpu(device, adapter, f16, opts);
+  }
+
   /** Opens `n` devices (one adapter each; on a single-GPU machine they share the hardware). */
   static async openMany(n: number, opts: GpuOptions = {}): Promise<Gpu[]> {
     const out: Gpu[] = [];

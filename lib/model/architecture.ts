@@ -1,6 +1,7 @@
 /**
  * The shape of a transformer as keg runs it: which checkpoint tensors feed which part of each block.
- * One file per family (gpt2.ts, gptj.ts, llama.ts) maps HF tensor names onto this.
+ * One file per family (gpt2.ts, gptj.ts, llama.ts; the Llama-like families are descriptors in families/)
+ * maps HF tensor names onto this.
  * @module
  */
 
@@ -33,6 +34,9 @@ export interface BlockSpec {
   mlpGate: LinearSpec | null;
   /** The MLP down-projection: ROME's rewrite module. Its input is the "key", its output the "value". */
   mlpOut: LinearSpec;
+  /** Qwen3: per-head RMSNorm of q and of k (weight [head_dim]) before rotary. */
+  qNorm?: NormSpec;
+  kNorm?: NormSpec;
 }
 
 /** A whole model's tensor map. */

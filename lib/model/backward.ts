@@ -73,6 +73,25 @@ async function normBackward(net: Transformer, x: Tensor, n: Norm, dy: Tensor): P
     : await layerNormBackward(x, n.w, dy, c.normEps);
 }
 
+/** The input gradient of {@link Transformer.headNorm}: per-head RMSNorm backward on [T, heads·headDim]. */
+async function headNormBackward(
+  net: Transformer,
+  xRaw: Tensor,
+  n: Norm,
+  dy: Tensor,
+  heads: number,
+): Promise<Tensor> {
+  const c = net.config;
+  const rows = xRaw.rows * heads;
+  const dx = await rmsNormBackward(
+    xRaw.reshape([rows, c.headDim]),
+    n.w,
+    dy.reshape([rows, c.headDim]),
+    c.normEps,
+  );
+  return dx.reshape([xRaw.rows, heads * c.headDim]);
+}
+
 /** dLoss/d(block input) from dLoss/d(block output) for block `i` (consumes dOut). */
 export async function blockBackward(
   net: Transformer,
@@ -113,13 +132,22 @@ export async function blockBackward(
     dMid = dOut;
   }
   const dA = await linearT(dMid, blk.o.w, { layout: blk.o.layout, outDtype: "f32" });
-  const shape = net.attentionShape(b);
-  const { dq, dk, dv } = await attentionBackward(t.q, t.k, t.v, dA, shape);
+  const shape = net.attentionShape(b, i);
+  const grads = await attentionBackward(t.q, t.k, t.v, dA, shape);
+  let dq = grads.dq, dk = grads.dk;
+  const dv = grads.dv;
   dA.dispose();
   const ro = net.rotaryShape(b);
   if (ro) {
     await rotaryBackward(dq, { ...ro, heads: c.numHeads });
     await rotaryBackward(dk, { ...ro, heads: c.numKvHeads });
+  }
+  if (blk.qNorm && blk.kNorm) {
+    // Qwen3: q = headNorm(q_proj(h)) before rotary; back through each head's RMSNorm.
+    const dqn = await headNormBackward(net, t.qRaw!, blk.qNorm, dq, c.numHeads);
+    const dkn = await headNormBackward(net, t.kRaw!, blk.kNorm, dk, c.numKvHeads);
+    dq.dispose(), dk.dispose();
+    dq = dqn, dk = dkn;
   }
   let dHAll: Tensor;
   if (dH) {

@@ -1,10 +1,14 @@
 /**
- * HuggingFace `config.json` for the architectures keg runs (`gpt2`, `gptj`, `llama`, `mistral`), parsed
- * into one normalised, validated {@linkcode ModelConfig}. Each family's field names and defaults follow
- * transformers' `GPT2Config`, `GPTJConfig`, `LlamaConfig` and `MistralConfig`; every error is a
+ * HuggingFace `config.json` for the architectures keg runs (`gpt2`, `gptj`, `llama`, `mistral`, `qwen2`,
+ * `qwen3`), parsed into one normalised, validated {@linkcode ModelConfig}. Each family's field names and
+ * defaults follow transformers' `GPT2Config`, `GPTJConfig`, `LlamaConfig`, `MistralConfig`, `Qwen2Config`
+ * and `Qwen3Config` (the Llama-like ones through their descriptors in `families/`); every error is a
  * {@linkcode ConfigError} naming the file and the field.
  * @module
  */
+import type { RopeScaling } from "../ops/rotary.ts";
+import type { ConfigFlag, LlamaLikeFamily } from "./llama_like.ts";
+import { LLAMA_LIKE_FAMILIES } from "./families/mod.ts";
 
 /** A config.json that keg cannot use. */
 export class ConfigError extends Error {
@@ -22,12 +26,19 @@ export class ConfigError extends Error {
 }
 
 /** The `model_type` values keg supports. */
-export const SUPPORTED_MODEL_TYPES: readonly ModelType[] = ["gpt2", "gptj", "llama", "mistral"];
+export const SUPPORTED_MODEL_TYPES: readonly ModelType[] = [
+  "gpt2",
+  "gptj",
+  "llama",
+  "mistral",
+  "qwen2",
+  "qwen3",
+];
 
 /** A supported HF `model_type`. */
-export type ModelType = "gpt2" | "gptj" | "llama" | "mistral";
+export type ModelType = "gpt2" | "gptj" | "llama" | "mistral" | "qwen2" | "qwen3";
 
-/** The forward-pass implementation a model uses (Mistral is Llama plus a sliding window). */
+/** The forward-pass implementation a model uses (Mistral, Qwen2 and Qwen3 are Llama-like: `llama`). */
 export type ModelFamily = "gpt2" | "gptj" | "llama";
 
 /** Rotary position embedding settings. */
@@ -41,6 +52,8 @@ export interface RotaryConfig {
    * rotating pairs (i, i + dim/2).
    */
   interleaved: boolean;
+  /** `rope_scaling` (llama3 or linear); absent for the default frequencies. */
+  scaling?: RopeScaling;
 }
 
 /** A model's architecture, normalised across families. */
@@ -82,8 +95,17 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   /** The LM head has a bias (GPT-J). */
   lmHeadBias: boolean;
-  /** q/k/v/o projections have biases (GPT-2: yes; GPT-J: no; Llama: `attention_bias`). */
+  /** q/k/v/o projections have biases (GPT-2: yes; GPT-J: no; Llama: `attention_bias`; Qwen2: q/k/v). */
   attentionBias: boolean;
+  /** Whether o_proj has a bias when it differs from {@linkcode ModelConfig.attentionBias} (Qwen2: false). */
+  attentionOutBias?: boolean;
+  /** Qwen3: per-head RMSNorm (`q_norm` / `k_norm`, weight [headDim]) on q and k before rotary. */
+  qkNorm?: boolean;
+  /**
+   * Per-layer sliding window (Qwen2/Qwen3 with `use_sliding_window`): entry i is layer i's window or null
+   * for full attention. Absent: every layer uses {@linkcode ModelConfig.slidingWindow}.
+   */
+  layerWindows?: (number | null)[];
   /** MLP projections have biases (GPT-2/GPT-J: yes; Llama: `mlp_bias`). */
   mlpBias: boolean;
   /** GPT-J: `x = x + attn(ln_1(x)) + mlp(ln_1(x))` from one norm; otherwise sequential pre-norm blocks. */
@@ -124,6 +146,15 @@ class Reader {
     }
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
       this.fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+
+  /** A non-negative integer (required when absent). */
+  posIntOrZero(field: string): number {
+    const v = this.raw[field];
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
+      this.fail(field, `must be a non-negative integer, got ${JSON.stringify(v)}`);
     }
     return v;
   }
@@ -254,45 +285,124 @@ function gptj(r: Reader): Common {
   };
 }
 
-function llama(r: Reader, mistral: boolean): Common {
+function flag(r: Reader, f: ConfigFlag): boolean {
+  return typeof f === "boolean" ? f : r.bool(f.field, f.default);
+}
+
+/** Reads `rope_scaling`: null/default, `linear` or `llama3`; any other type is an error naming it. */
+function ropeScaling(r: Reader): RopeScaling | undefined {
+  const s = r.raw.rope_scaling;
+  if (s === undefined || s === null) return undefined;
+  const F = "rope_scaling";
+  if (typeof s !== "object" || Array.isArray(s)) {
+    r.fail(F, `must be an object or null, got ${JSON.stringify(s)}`);
+  }
+  const o = s as Raw;
+  const t = o.rope_type ?? o.type;
+  const num = (k: string, positive = true): number => {
+    const v = o[k];
+    if (typeof v !== "number" || !Number.isFinite(v) || (positive ? v <= 0 : v < 0)) {
+      r.fail(`${F}.${k}`, `must be a positive number, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  };
+  if (t === "default") return undefined;
+  if (t === "linear") return { type: "linear", factor: num("factor") };
+  if (t === "llama3") {
+    const lo = num("low_freq_factor"), hi = num("high_freq_factor");
+    if (!(hi > lo)) r.fail(`${F}.high_freq_factor`, `${hi} must exceed low_freq_factor ${lo}`);
+    const old = num("original_max_position_embeddings");
+    if (!Number.isSafeInteger(old)) {
+      r.fail(`${F}.original_max_position_embeddings`, `must be a positive integer, got ${old}`);
+    }
+    return {
+      type: "llama3",
+      factor: num("factor"),
+      lowFreqFactor: lo,
+      highFreqFactor: hi,
+      originalMaxPositions: old,
+    };
+  }
+  r.fail(
+    F,
+    `rope type ${JSON.stringify(t ?? null)} is not supported (supported: default, linear, llama3; ${
+      JSON.stringify(s)
+    })`,
+  );
+}
+
+/** Qwen2/Qwen3 windows: only with `use_sliding_window`, on `layer_types` or layers ≥ `max_window_layers`. */
+function perLayerWindows(r: Reader, layers: number): (number | null)[] | undefined {
+  if (!r.bool("use_sliding_window", false)) return undefined;
+  const window = r.posInt("sliding_window", 4096);
+  const types = r.raw.layer_types;
+  if (types !== undefined && types !== null) {
+    if (!Array.isArray(types) || types.length !== layers) {
+      r.fail("layer_types", `must be a list of ${layers} entries (num_hidden_layers)`);
+    }
+    return types.map((t, i) => {
+      if (t === "sliding_attention") return window;
+      if (t === "full_attention") return null;
+      r.fail("layer_types", `entry ${i} ${JSON.stringify(t)} is not full_attention or sliding_attention`);
+    });
+  }
+  const from = r.raw.max_window_layers === undefined ? 28 : r.posIntOrZero("max_window_layers");
+  return Array.from({ length: layers }, (_, i) => i >= from ? window : null);
+}
+
+function llamaLike(r: Reader, fam: LlamaLikeFamily): Common {
   const hidden = r.posInt("hidden_size");
   const heads = r.posInt("num_attention_heads");
   const kvHeads = r.posInt("num_key_value_heads", heads);
   r.divides(kvHeads, "num_key_value_heads", heads, "num_attention_heads");
   let headDim: number;
   if (r.has("head_dim")) headDim = r.posInt("head_dim");
+  else if (fam.defaults.headDim !== null) headDim = fam.defaults.headDim;
   else {
     r.divides(heads, "num_attention_heads", hidden, "hidden_size");
     headDim = hidden / heads;
   }
   if (headDim % 2 !== 0) r.fail("head_dim", `head_dim ${headDim} must be even for rotary embeddings`);
-  const scaling = r.raw.rope_scaling;
-  if (scaling !== undefined && scaling !== null) {
-    const t = (scaling as Raw).rope_type ?? (scaling as Raw).type;
-    if (t !== "default") r.fail("rope_scaling", `${JSON.stringify(scaling)} is not supported (only null)`);
-  }
+  const scaling = ropeScaling(r);
+  const numLayers = r.posInt("num_hidden_layers");
   let slidingWindow: number | null = null;
-  if (mistral && r.has("sliding_window")) slidingWindow = r.posInt("sliding_window");
-  return {
+  let layerWindows: (number | null)[] | undefined;
+  if (fam.slidingWindow === "all" && r.has("sliding_window")) slidingWindow = r.posInt("sliding_window");
+  if (fam.slidingWindow === "per_layer") {
+    layerWindows = perLayerWindows(r, numLayers);
+    if (layerWindows && layerWindows.every((w) => w === null)) layerWindows = undefined;
+    if (layerWindows) slidingWindow = layerWindows.find((w) => w !== null) ?? null;
+  }
+  const qkvBias = flag(r, fam.qkvBias), oBias = flag(r, fam.oBias);
+  const out: Common = {
     vocabSize: r.posInt("vocab_size"),
     hiddenSize: hidden,
-    numLayers: r.posInt("num_hidden_layers"),
+    numLayers,
     numHeads: heads,
     numKvHeads: kvHeads,
     headDim,
     intermediateSize: r.posInt("intermediate_size"),
-    maxPositions: r.posInt("max_position_embeddings", mistral ? 4096 * 32 : 2048),
+    maxPositions: r.posInt("max_position_embeddings", fam.defaults.maxPositions),
     normType: "rmsnorm",
-    normEps: r.posNumber("rms_norm_eps", 1e-6),
+    normEps: r.posNumber("rms_norm_eps", fam.defaults.rmsNormEps),
     activation: r.oneOf("hidden_act", SILU, "silu"),
-    rotary: { dim: headDim, theta: r.posNumber("rope_theta", 10000), interleaved: false },
+    rotary: {
+      dim: headDim,
+      theta: r.posNumber("rope_theta", fam.defaults.ropeTheta),
+      interleaved: false,
+      ...(scaling ? { scaling } : {}),
+    },
     slidingWindow,
     tieWordEmbeddings: r.bool("tie_word_embeddings", false),
     lmHeadBias: false,
-    attentionBias: r.bool("attention_bias", false),
-    mlpBias: mistral ? false : r.bool("mlp_bias", false),
+    attentionBias: qkvBias,
+    mlpBias: flag(r, fam.mlpBias),
     parallelResidual: false,
   };
+  if (oBias !== qkvBias) out.attentionOutBias = oBias;
+  if (fam.qkNorm) out.qkNorm = true;
+  if (layerWindows) out.layerWindows = layerWindows;
+  return out;
 }
 
 // Activation names transformers maps to the same function.
@@ -323,7 +433,7 @@ export function parseConfig(raw: unknown, file = "config.json"): ModelConfig {
     ? gpt2(r)
     : modelType === "gptj"
     ? gptj(r)
-    : llama(r, modelType === "mistral");
+    : llamaLike(r, LLAMA_LIKE_FAMILIES[modelType]);
   const dtype = (raw as Raw).torch_dtype ?? (raw as Raw).dtype ?? null;
   if (dtype !== null && typeof dtype !== "string") {
     r.fail("torch_dtype", `must be a string, got ${JSON.stringify(dtype)}`);
@@ -331,7 +441,7 @@ export function parseConfig(raw: unknown, file = "config.json"): ModelConfig {
   const eos = r.tokenIds("eos_token_id");
   const cfg: ModelConfig = {
     modelType,
-    family: modelType === "mistral" ? "llama" : modelType,
+    family: modelType === "gpt2" || modelType === "gptj" ? modelType : "llama",
     ...common,
     bosTokenId: r.tokenId("bos_token_id"),
     eosTokenId: eos[0] ?? null,

@@ -12,7 +12,9 @@ import { gpt2Architecture } from "./gpt2.ts";
 import { gptjArchitecture } from "./gptj.ts";
 import { llamaArchitecture } from "./llama.ts";
 import { parseDevices } from "./placement.ts";
+import { checkShapes } from "./shapes.ts";
 import { type Precision, weightDtype } from "./precision.ts";
+import type { FloatTensor } from "./safetensors.ts";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 import { type Block, type Linear, type Norm, Transformer } from "./transformer.ts";
 import { countNonFiniteBits, validateShapes } from "./validate.ts";
@@ -85,17 +87,8 @@ function slicePart(
   return { data: out, shape: [rows, cols] };
 }
 
-/** Loads a model directory (or a hub id found in the HF cache) onto WebGPU devices. */
-export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  const dir = await resolveModelDir(nameOrDir);
-  const config = await loadConfig(dir);
-  const checkpoint = await openCheckpoint(dir);
-  const names = new Set(checkpoint.names());
-  const arch = architectureFor(config, names);
-  const precision = opts.precision ?? "f32";
-  const wdt = weightDtype(precision);
-
-  // Every tensor the architecture needs must exist: list all missing ones at once.
+/** Every tensor name an architecture reads (with repeats). */
+export function neededTensors(arch: ArchitectureSpec): string[] {
   const needed: string[] = [arch.embed, arch.finalNorm.weight, arch.lmHead.weight];
   if (arch.positions) needed.push(arch.positions);
   if (arch.finalNorm.bias) needed.push(arch.finalNorm.bias);
@@ -105,38 +98,42 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
     for (const l of [b.q, b.k, b.v, b.o, b.mlpIn, b.mlpGate, b.mlpOut]) {
       if (l) needed.push(l.weight, ...(l.bias ? [l.bias] : []));
     }
+    for (const n of [b.qNorm, b.kNorm]) if (n) needed.push(n.weight);
   }
-  const missing = [...new Set(needed)].filter((n) => !names.has(n));
-  if (missing.length) {
-    throw new Error(
-      `${dir}: checkpoint lacks ${missing.length} tensor(s) a ${config.modelType} model needs: ${
-        missing.slice(0, 12).join(", ")
-      }${missing.length > 12 ? ", …" : ""}`,
-    );
-  }
+  return needed;
+}
 
-  // config.json must describe these weights: shapes and layer count (lib/model/validate.ts)
-  const more = architectureFor({ ...config, numLayers: config.numLayers + 1 }, names);
-  validateShapes(dir, config, arch, {
-    shapeOf: (n) => checkpoint.info(n).shape,
-    has: (n) => names.has(n),
-  }, more);
+/** Where {@link placeWeights} gets each tensor: its values (a checkpoint), or only its shape (keg plan). */
+export interface WeightSource {
+  /** The stored values (the whole tensor, in `dtype`); absent: allocate uninitialised from `shape`. */
+  read?: (name: string, dtype: "f32" | "f16") => Promise<FloatTensor>;
+  /** The stored shape (needed without `read`). */
+  shape?: (name: string) => number[];
+  /** Progress callback (tensor name, index, total). */
+  onProgress?: (name: string, index: number, total: number) => void;
+  /** Receives every tensor as it is placed (so that a failed load can release them). */
+  placed?: Tensor[];
+}
 
-  const placement = parseDevices(
-    Array.isArray(opts.devices) ? opts.devices.join(",") : (opts.devices ?? (opts.gpus?.length ?? 1)),
-    config.numLayers,
-  );
-  const gpus = opts.gpus ?? await Gpu.openMany(placement.count, {
-    maxBindingBytes: opts.maxBindingBytes,
-    quiet: opts.quiet,
-  });
-  if (gpus.length < placement.count) {
-    throw new Error(`devices: placement needs ${placement.count} devices, ${gpus.length} given`);
-  }
-
+/**
+ * Puts a model's weights on its devices as {@link loadModel} does (layer i on `gpus[layerDevice[i]]`, the
+ * embedding on layer 0's device, the final norm and head on the last layer's; a tensor used twice on one
+ * device, e.g. a tied head, is uploaded once; weights in the precision's dtype, norms and biases f32). With
+ * a shape-only source every tensor is allocated without being read or written: keg plan runs this same
+ * allocation path on virtual devices.
+ */
+export async function placeWeights(
+  config: ModelConfig,
+  arch: ArchitectureSpec,
+  gpus: Gpu[],
+  layerDevice: number[],
+  precision: Precision,
+  source: WeightSource,
+): Promise<{ net: Transformer; f16Overflow: Record<string, number> }> {
+  const wdt = weightDtype(precision);
   const f16Overflow: Record<string, number> = {};
   let loaded = 0;
-  const total = new Set(needed).size;
+  const total = new Set(neededTensors(arch)).size;
   const cache = new Map<string, Tensor>();
   const upload = async (
     gpu: Gpu,
@@ -147,29 +144,35 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
     const key = `${gpu.label}|${name}|${dtype}|${part ? part.index : ""}`;
     const hit = cache.get(key);
     if (hit) return hit;
-    const r = await checkpoint.readFloat(name, dtype);
-    if (r.overflow) f16Overflow[name] = r.overflow;
-    if (opts.checkFinite !== false) {
-      const bad = countNonFiniteBits(r.data) - r.overflow;
-      if (bad > 0) {
-        throw new Error(
-          `${dir}: tensor ${name} holds ${bad} NaN/infinite value(s) of ${r.data.length}: the checkpoint is corrupt`,
-        );
+    let t: Tensor;
+    if (source.read) {
+      const r = await source.read(name, dtype as "f32" | "f16");
+      if (r.overflow) f16Overflow[name] = r.overflow;
+      let data = r.data, shape = r.shape;
+      if (part) {
+        if (shape.length === 1) {
+          const n = shape[0] / part.of;
+          data = data.subarray(part.index * n, (part.index + 1) * n);
+          shape = [n];
+        } else {
+          ({ data, shape } = slicePart(data, shape, part.layout, part.index, part.of));
+        }
       }
-    }
-    let data = r.data, shape = r.shape;
-    if (part) {
-      if (shape.length === 1) {
-        const n = shape[0] / part.of;
-        data = data.subarray(part.index * n, (part.index + 1) * n);
-        shape = [n];
-      } else {
-        ({ data, shape } = slicePart(data, shape, part.layout, part.index, part.of));
+      t = Tensor.from(gpu, data, shape, dtype, { name });
+    } else {
+      let shape = source.shape!(name);
+      if (part) {
+        shape = shape.length === 1
+          ? [shape[0] / part.of]
+          : part.layout === "out_in"
+          ? [shape[0] / part.of, shape[1]]
+          : [shape[0], shape[1] / part.of];
       }
+      t = Tensor.empty(gpu, shape, dtype, { name });
     }
-    const t = Tensor.from(gpu, data, shape, dtype, { name });
     cache.set(key, t);
-    opts.onProgress?.(name, ++loaded, total);
+    source.placed?.push(t);
+    source.onProgress?.(name, ++loaded, total);
     return t;
   };
   const lin = async (gpu: Gpu, s: LinearSpec): Promise<Linear> => {
@@ -186,69 +189,128 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
     b: s.bias ? await upload(gpu, s.bias, "f32") : undefined,
   });
 
-  const first = gpus[placement.map[0]], last = gpus[placement.map[config.numLayers - 1]];
+  const first = gpus[layerDevice[0]], last = gpus[layerDevice[config.numLayers - 1]];
+  const embed = await upload(first, arch.embed, wdt);
+  const positions = arch.positions ? await upload(first, arch.positions, wdt) : null;
+  const blocks: Block[] = [];
+  for (let i = 0; i < config.numLayers; i++) {
+    const gpu = gpus[layerDevice[i]];
+    const s = arch.blocks[i];
+    const block: Block = {
+      ln1: await norm(gpu, s.ln1),
+      ln2: s.ln2 ? await norm(gpu, s.ln2) : null,
+      q: await lin(gpu, s.q),
+      k: await lin(gpu, s.k),
+      v: await lin(gpu, s.v),
+      o: await lin(gpu, s.o),
+      mlpIn: await lin(gpu, s.mlpIn),
+      mlpGate: s.mlpGate ? await lin(gpu, s.mlpGate) : null,
+      mlpOut: await lin(gpu, s.mlpOut),
+    };
+    if (s.qNorm) block.qNorm = await norm(gpu, s.qNorm);
+    if (s.kNorm) block.kNorm = await norm(gpu, s.kNorm);
+    blocks.push(block);
+  }
+  const finalNorm = await norm(last, arch.finalNorm);
+  const lmHead = await lin(last, arch.lmHead);
+  for (const g of gpus) await g.sync();
+  const net = new Transformer({
+    config,
+    precision,
+    devices: gpus,
+    layerDevice,
+    embed,
+    positions,
+    blocks,
+    finalNorm,
+    lmHead,
+  });
+  return { net, f16Overflow };
+}
+
+/** Loads a model directory (or a hub id found in the HF cache) onto WebGPU devices. */
+export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const dir = await resolveModelDir(nameOrDir);
+  const config = await loadConfig(dir);
+  const checkpoint = await openCheckpoint(dir);
+  const names = new Set(checkpoint.names());
+  const arch = architectureFor(config, names);
+  const precision = opts.precision ?? "f32";
+
+  // Every tensor the architecture needs must exist: list all missing ones at once.
+  const needed = neededTensors(arch);
+  const missing = [...new Set(needed)].filter((n) => !names.has(n));
+  if (missing.length) {
+    throw new Error(
+      `${dir}: checkpoint lacks ${missing.length} tensor(s) a ${config.modelType} model needs: ${
+        missing.slice(0, 12).join(", ")
+      }${missing.length > 12 ? ", …" : ""}`,
+    );
+  }
+  // config.json must describe these weights: shapes and layer count (lib/model/validate.ts), and the
+  // Llama-like extras (q/k norms) with the fields they come from (shapes.ts)
+  const more = architectureFor({ ...config, numLayers: config.numLayers + 1 }, names);
+  validateShapes(dir, config, arch, {
+    shapeOf: (n) => checkpoint.info(n).shape,
+    has: (n) => names.has(n),
+  }, more);
+  checkShapes(config, arch, (n) => checkpoint.info(n), `${dir.replace(/\/$/, "")}/config.json`);
+
+  const placement = parseDevices(
+    Array.isArray(opts.devices) ? opts.devices.join(",") : (opts.devices ?? (opts.gpus?.length ?? 1)),
+    config.numLayers,
+  );
+  const gpus = opts.gpus ?? await Gpu.openMany(placement.count, {
+    maxBindingBytes: opts.maxBindingBytes,
+    quiet: opts.quiet,
+  });
+  if (gpus.length < placement.count) {
+    throw new Error(`devices: placement needs ${placement.count} devices, ${gpus.length} given`);
+  }
+
   const ownGpus = !opts.gpus;
+  const placed: Tensor[] = [];
+  let net: Transformer, f16Overflow: Record<string, number>;
   try {
-    return await assemble();
+    ({ net, f16Overflow } = await placeWeights(config, arch, gpus, placement.map, precision, {
+      read: async (name, dtype) => {
+        const r = await checkpoint.readFloat(name, dtype);
+        if (opts.checkFinite !== false) {
+          const bad = countNonFiniteBits(r.data) - r.overflow;
+          if (bad > 0) {
+            throw new Error(
+              `${dir}: tensor ${name} holds ${bad} NaN/infinite value(s) of ${r.data.length}: the checkpoint is corrupt`,
+            );
+          }
+        }
+        return r;
+      },
+      onProgress: opts.onProgress,
+      placed,
+    }));
   } catch (e) {
-    for (const t of cache.values()) t.dispose();
+    for (const t of placed) t.dispose();
     await checkpoint.close();
     if (ownGpus) { for (const g of gpus) await g.destroy(); }
     throw e;
   }
-
-  async function assemble(): Promise<LoadedModel> {
-    const embed = await upload(first, arch.embed, wdt);
-    const positions = arch.positions ? await upload(first, arch.positions, wdt) : null;
-    const blocks: Block[] = [];
-    for (let i = 0; i < config.numLayers; i++) {
-      const gpu = gpus[placement.map[i]];
-      const s = arch.blocks[i];
-      blocks.push({
-        ln1: await norm(gpu, s.ln1),
-        ln2: s.ln2 ? await norm(gpu, s.ln2) : null,
-        q: await lin(gpu, s.q),
-        k: await lin(gpu, s.k),
-        v: await lin(gpu, s.v),
-        o: await lin(gpu, s.o),
-        mlpIn: await lin(gpu, s.mlpIn),
-        mlpGate: s.mlpGate ? await lin(gpu, s.mlpGate) : null,
-        mlpOut: await lin(gpu, s.mlpOut),
-      });
-    }
-    const finalNorm = await norm(last, arch.finalNorm);
-    const lmHead = await lin(last, arch.lmHead);
-    for (const g of gpus) await g.sync();
-
-    const net = new Transformer({
-      config,
-      precision,
-      devices: gpus,
-      layerDevice: placement.map,
-      embed,
-      positions,
-      blocks,
-      finalNorm,
-      lmHead,
-    });
-    const tokenizer = await loadTokenizer(dir).catch((e) => {
-      if (e instanceof Deno.errors.NotFound || /no tokenizer/i.test(String(e))) return null;
-      throw e;
-    });
-    const fingerprint = await checkpoint.fingerprint();
-    return {
-      dir,
-      config,
-      tokenizer,
-      checkpoint,
-      arch,
-      net,
-      fingerprint,
-      f16Overflow,
-      async dispose() {
-        await checkpoint.close();
-        if (ownGpus) { for (const g of gpus) await g.destroy(); }
-      },
-    };
-  }
+  const tokenizer = await loadTokenizer(dir).catch((e) => {
+    if (e instanceof Deno.errors.NotFound || /no tokenizer/i.test(String(e))) return null;
+    throw e;
+  });
+  const fingerprint = await checkpoint.fingerprint();
+  return {
+    dir,
+    config,
+    tokenizer,
+    checkpoint,
+    arch,
+    net,
+    fingerprint,
+    f16Overflow,
+    async dispose() {
+      await checkpoint.close();
+      if (ownGpus) { for (const g of gpus) await g.destroy(); }
+    },
+  };
 }

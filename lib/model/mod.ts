@@ -16,3 +16,7 @@ export * from "./placement.ts";
 export * from "./load.ts";
 export * from "./generate.ts";
 export * from "./score.ts";
+export * from "./llama_like.ts";
+export * from "./families/mod.ts";
+export * from "./shapes.ts";
+export * from "./virtual_model.ts";

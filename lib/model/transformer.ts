@@ -44,6 +44,9 @@ export interface Block {
   mlpIn: Linear;
   mlpGate: Linear | null;
   mlpOut: Linear;
+  /** Qwen3: per-head RMSNorm of q and of k (weight [headDim]) before rotary. */
+  qNorm?: Norm;
+  kNorm?: Norm;
 }
 
 /** A right-padded batch of token sequences. */
@@ -89,6 +92,9 @@ export interface BlockTape {
   q: Tensor;
   k: Tensor;
   v: Tensor;
+  /** q, k projections before their per-head norms (blocks with q/k norms only). */
+  qRaw?: Tensor;
+  kRaw?: Tensor;
   /** Attention output before the o projection. */
   a: Tensor;
   /** Residual after attention (sequential blocks only). */
@@ -280,6 +286,16 @@ export class Transformer {
       : await layerNorm(x, n.w, n.b ?? null, c.normEps, { outDtype: this.act });
   }
 
+  /**
+   * RMSNorm of each head of x [T, heads·headDim] over its headDim (Qwen3's q_norm / k_norm), one weight
+   * [headDim] shared by the heads. (x is viewed as [T·heads, headDim], so it must not be row-chunked.)
+   */
+  async headNorm(x: Tensor, n: Norm, heads: number): Promise<Tensor> {
+    const c = this.config;
+    const y = await rmsNorm(x.reshape([x.rows * heads, c.headDim]), n.w, c.normEps, { outDtype: this.act });
+    return y.reshape([x.rows, heads * c.headDim]);
+  }
+
   #lin(x: Tensor, l: Linear, outDtype: DType = this.act): Promise<Tensor> {
     return linear(x, l.w, { layout: l.layout, bias: l.b, outDtype });
   }
@@ -326,7 +342,14 @@ export class Transformer {
     const keep = (t: Tensor, name: keyof BlockTape) => tape ? (tape[name] = t) : t.dispose();
     if (tape) tape.xIn = await cast(x, x.dtype);
     const h = await this.#norm(x, blk.ln1);
-    const q = await this.#lin(h, blk.q), k = await this.#lin(h, blk.k), v = await this.#lin(h, blk.v);
+    let q = await this.#lin(h, blk.q), k = await this.#lin(h, blk.k);
+    const v = await this.#lin(h, blk.v);
+    if (blk.qNorm && blk.kNorm) {
+      const qn = await this.headNorm(q, blk.qNorm, c.numHeads);
+      const kn = await this.headNorm(k, blk.kNorm, c.numKvHeads);
+      keep(q, "qRaw"), keep(k, "kRaw");
+      q = qn, k = kn;
+    }
     if (c.rotary) {
       const ro = { ...this.rotaryShape(b)!, positionOffset: cache ? [...cache.lengths] : undefined };
       await applyRotary(q, { ...ro, heads: c.numHeads });
@@ -337,12 +360,12 @@ export class Transformer {
       const kv = cache.layers[i];
       kv.append(0, k, v, b.seq);
       a = await attention(q, kv.k[0], kv.v[0], {
-        ...this.attentionShape(b),
+        ...this.attentionShape(b, i),
         ...kv.attentionOptions(b.seq),
         outDtype: this.act,
       });
     } else {
-      a = await attention(q, k, v, { ...this.attentionShape(b), outDtype: this.act });
+      a = await attention(q, k, v, { ...this.attentionShape(b, i), outDtype: this.act });
     }
     keep(q, "q"), keep(k, "k"), keep(v, "v");
     const attnOut = await this.#lin(a, blk.o);
@@ -398,12 +421,17 @@ export class Transformer {
       rotaryDim: r.dim,
       theta: r.theta,
       interleaved: r.interleaved,
+      ...(r.scaling ? { scaling: r.scaling } : {}),
     };
   }
 
-  /** Attention geometry of a batch for this model. */
-  attentionShape(b: TokenBatch): AttentionShape {
+  /** Attention geometry of a batch for this model (at `layer`, for per-layer sliding windows). */
+  attentionShape(b: TokenBatch, layer?: number): AttentionShape {
     const c = this.config;
+    if (c.layerWindows && layer === undefined) {
+      throw new Error("attentionShape: this model's sliding window differs per layer; pass the layer");
+    }
+    const window = c.layerWindows ? c.layerWindows[layer!] : c.slidingWindow;
     return {
       batch: b.batch,
       seqQ: b.seq,
@@ -412,7 +440,7 @@ export class Transformer {
       kvHeads: c.numKvHeads,
       headDim: c.headDim,
       kvLengths: b.lengths,
-      window: c.slidingWindow,
+      window,
     };
   }
 
@@ -529,7 +557,7 @@ export class Transformer {
     add(this.embed);
     add(this.positions ?? undefined);
     for (const blk of this.blocks) {
-      for (const n of [blk.ln1, blk.ln2]) if (n) add(n.w), add(n.b);
+      for (const n of [blk.ln1, blk.ln2, blk.qNorm, blk.kNorm]) if (n) add(n.w), add(n.b);
       for (const l of [blk.q, blk.k, blk.v, blk.o, blk.mlpIn, blk.mlpGate, blk.mlpOut]) {
         if (l) add(l.w), add(l.b);
       }

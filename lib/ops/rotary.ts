@@ -33,6 +33,8 @@ export interface RotaryOptions {
   rotaryDim: number;
   /** RoPE base (`rope_theta`; GPT-J: 10000). */
   theta: number;
+  /** Frequency scaling (`rope_scaling`: llama3 or linear); absent: the default frequencies. */
+  scaling?: RopeScaling;
   /** true: GPT-J pairs (2i, 2i+1); false: rotate_half pairs (i, i + rotaryDim/2). */
   interleaved: boolean;
   /** Position of each row's token 0: one number for all batch rows or one per batch row (default 0). */
@@ -40,6 +42,22 @@ export interface RotaryOptions {
   /** Rotate by −angle (the transpose: the backward pass). */
   inverse?: boolean;
 }
+
+/**
+ * `rope_scaling` of a config, as HF `modeling_rope_utils` applies it to the default inverse frequencies:
+ * `linear` divides every frequency by `factor`; `llama3` (Llama 3.1/3.2/3.3) keeps the high frequencies
+ * (wavelength < original/high_freq_factor), divides the low ones (wavelength > original/low_freq_factor) by
+ * `factor` and blends the band between. Both apply at every position; cos/sin are not rescaled.
+ */
+export type RopeScaling =
+  | { type: "linear"; factor: number }
+  | {
+    type: "llama3";
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositions: number;
+  };
 
 interface Table {
   buffer: GPUBuffer;
@@ -49,21 +67,50 @@ const tables = new WeakMap<Gpu, Map<string, Table>>();
 
 /**
  * HuggingFace's f32 inverse frequencies: `1 / theta^(arange(0, rotaryDim, 2) / rotaryDim)` with every step
- * rounded to f32 (`Math.pow` in f64 then rounded: the correctly rounded f32 power).
+ * rounded to f32 (`Math.pow` in f64 then rounded: the correctly rounded f32 power), then `scaling` applied
+ * in f32 step by step as `_compute_llama3_parameters` / `_compute_linear_scaling_rope_parameters` do.
  */
-export function rotaryInvFreq(theta: number, rotaryDim: number): Float32Array {
+export function rotaryInvFreq(theta: number, rotaryDim: number, scaling?: RopeScaling): Float32Array {
   const half = rotaryDim / 2;
   const out = new Float32Array(half);
   for (let i = 0; i < half; i++) {
     const e = Math.fround((2 * i) / rotaryDim);
     out[i] = Math.fround(1 / Math.fround(Math.pow(theta, e)));
   }
+  if (scaling?.type === "linear") {
+    for (let i = 0; i < half; i++) out[i] = Math.fround(out[i] / scaling.factor);
+  } else if (scaling?.type === "llama3") {
+    const f = Math.fround;
+    const { factor, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: old } = scaling;
+    const lowWavelen = old / lo, highWavelen = old / hi;
+    for (let i = 0; i < half; i++) {
+      const inv = out[i];
+      const wavelen = f((2 * Math.PI) / inv);
+      if (wavelen < highWavelen) continue;
+      if (wavelen > lowWavelen) {
+        out[i] = f(inv / factor);
+        continue;
+      }
+      const smooth = f(f(f(old / wavelen) - lo) / (hi - lo));
+      out[i] = f(f(f(1 - smooth) * f(inv / factor)) + f(smooth * inv));
+    }
+  }
   return out;
 }
 
+/** Cache key of a scaling (empty for none). */
+function scalingKey(s: RopeScaling | undefined): string {
+  return s ? JSON.stringify(s) : "";
+}
+
 /** cos/sin table [positions, rotaryDim/2] of vec2 (cos, sin) of the f32 angle `fround(pos · inv_freq)`. */
-export function rotaryTable(theta: number, rotaryDim: number, positions: number): Float32Array {
-  const inv = rotaryInvFreq(theta, rotaryDim);
+export function rotaryTable(
+  theta: number,
+  rotaryDim: number,
+  positions: number,
+  scaling?: RopeScaling,
+): Float32Array {
+  const inv = rotaryInvFreq(theta, rotaryDim, scaling);
   const half = inv.length;
   const out = new Float32Array(positions * half * 2);
   for (let p = 0; p < positions; p++) {
@@ -76,10 +123,16 @@ export function rotaryTable(theta: number, rotaryDim: number, positions: number)
   return out;
 }
 
-function table(gpu: Gpu, theta: number, rotaryDim: number, needed: number): GPUBuffer {
+function table(
+  gpu: Gpu,
+  theta: number,
+  rotaryDim: number,
+  needed: number,
+  scaling: RopeScaling | undefined,
+): GPUBuffer {
   let perGpu = tables.get(gpu);
   if (!perGpu) tables.set(gpu, perGpu = new Map());
-  const key = `${theta}|${rotaryDim}`;
+  const key = `${theta}|${rotaryDim}|${scalingKey(scaling)}`;
   const have = perGpu.get(key);
   if (have && have.positions >= needed) return have.buffer;
   let positions = 1024;
@@ -92,7 +145,7 @@ function table(gpu: Gpu, theta: number, rotaryDim: number, needed: number): GPUB
     );
   }
   const buffer = gpu.createStorage(bytes, "rotary.table");
-  gpu.write(buffer, 0, rotaryTable(theta, rotaryDim, positions));
+  gpu.write(buffer, 0, rotaryTable(theta, rotaryDim, positions, scaling));
   if (have) gpu.release(have.buffer);
   perGpu.set(key, { buffer, positions });
   return buffer;
@@ -132,7 +185,11 @@ export async function applyRotary(x: Tensor, opts: RotaryOptions): Promise<void>
   }
   const gpu = x.gpu;
   const maxPos = Math.max(...offsets) + seq - 1;
-  const tab = table(gpu, theta, rotaryDim, maxPos + 1);
+  const sc = opts.scaling;
+  if (sc && !(sc.factor > 0 && Number.isFinite(sc.factor))) {
+    throw new GpuError(op, `scaling factor ${sc.factor} must be a positive number`);
+  }
+  const tab = table(gpu, theta, rotaryDim, maxPos + 1, sc);
   const pipe = await gpu.pipeline({ family: "rotary", entry: "rotary", types: { ST: x.dtype } });
   const offBuf = gpu.createStorage(batch * 4, "rotary.offsets");
   gpu.write(offBuf, 0, Uint32Array.from(offsets));

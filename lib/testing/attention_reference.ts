@@ -174,6 +174,34 @@ export interface RotaryRefOptions {
   inverse?: boolean;
   /** "f32": angles rounded to f32 step by step as HuggingFace computes them (default); "f64": exact. */
   angles?: "f32" | "f64";
+  /** Inverse frequencies to use instead of `1/theta^(2i/rotaryDim)` (e.g. rope-scaled ones). */
+  invFreq?: ArrayLike<number>;
+}
+
+/**
+ * Llama 3 rope scaling in f64, pair by pair as Meta's `apply_scaling` writes it: keep a frequency whose
+ * wavelength 2π/f is below `old/high`, divide by `factor` above `old/low`, and in between blend
+ * `(1 − s)·f/factor + s·f` with `s = (old/wavelength − low)/(high − low)`.
+ */
+export function llama3ScaledInvFreqRef(
+  invFreq: ArrayLike<number>,
+  factor: number,
+  low: number,
+  high: number,
+  old: number,
+): Float64Array {
+  const out = new Float64Array(invFreq.length);
+  for (let i = 0; i < invFreq.length; i++) {
+    const f = invFreq[i];
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen < old / high) out[i] = f;
+    else if (wavelen > old / low) out[i] = f / factor;
+    else {
+      const s = (old / wavelen - low) / (high - low);
+      out[i] = (1 - s) * (f / factor) + s * f;
+    }
+  }
+  return out;
 }
 
 /** Rotary embedding in f64 (cos/sin in f64 of the angle), returning a new array. */
@@ -182,7 +210,9 @@ export function rotaryReference(x: ArrayLike<number>, o: RotaryRefOptions): Floa
   const half = rd / 2;
   const r32 = (o.angles ?? "f32") === "f32" ? Math.fround : (a: number) => a;
   const inv: number[] = [];
-  for (let i = 0; i < half; i++) inv.push(r32(1 / r32(o.theta ** r32((2 * i) / rd))));
+  for (let i = 0; i < half; i++) {
+    inv.push(o.invFreq ? o.invFreq[i] : r32(1 / r32(o.theta ** r32((2 * i) / rd))));
+  }
   const out = Float64Array.from(x);
   const sign = o.inverse ? -1 : 1;
   for (let b = 0; b < batch; b++) {

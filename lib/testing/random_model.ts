@@ -27,6 +27,8 @@ import type { FloatArrayFor, FloatTensor, RawTensor, RowRange } from "../model/s
 import type { DecodeOptions, EncodeOptions, Tokenizer } from "../model/tokenizer.ts";
 import { type Block, type Linear, type Norm, Transformer } from "../model/transformer.ts";
 
+export { RANDOM_7B_CONFIGS } from "./random_configs.ts";
+
 // ---------------------------------------------------------------------------------------------------
 // The hash (mirrors shaders/random.wgsl)
 
@@ -329,9 +331,9 @@ function llamaShapes(
 }
 
 /**
- * A randomly initialised model from HF config.json fields (llama / mistral `model_type`): embeddings and
- * linear weights uniform with standard deviation `std`, norm weights 1, biases 0, all generated on the
- * GPU. Returns a {@linkcode LoadedModel}: `dir` is `random:<model_type>`, `checkpoint` a
+ * A randomly initialised model from HF config.json fields (any Llama-like `model_type`: llama, mistral,
+ * qwen2, qwen3; see {@linkcode RANDOM_7B_CONFIGS}): embeddings and linear weights uniform with standard
+ * deviation `std`, norm weights (q/k norms included) 1, biases 0, all generated on the GPU. Returns a {@linkcode LoadedModel}: `dir` is `random:<model_type>`, `checkpoint` a
  * {@linkcode RandomCheckpoint}, `fingerprint` "random:" + a hash of config and seed.
  */
 export async function randomModel(
@@ -341,7 +343,7 @@ export async function randomModel(
   const config = parseConfig(cfgRaw, "random model config");
   if (config.family !== "llama") {
     throw new Error(
-      `randomModel: only llama / mistral configs are supported, got model_type ${config.modelType}`,
+      `randomModel: only Llama-like configs (llama, mistral, qwen2, qwen3) are supported, got model_type ${config.modelType}`,
     );
   }
   const seed = opts.seed ?? 0;
@@ -401,8 +403,8 @@ export async function randomModel(
     layout: "out_in",
     name: spec.weight,
   });
-  const norm = async (gpu: Gpu, weight: string): Promise<Norm> => ({
-    w: await make(gpu, weight, [config.hiddenSize], "f32", "ones"),
+  const norm = async (gpu: Gpu, weight: string, size = config.hiddenSize): Promise<Norm> => ({
+    w: await make(gpu, weight, [size], "f32", "ones"),
   });
 
   const first = gpus[placement.map[0]], last = gpus[placement.map[config.numLayers - 1]];
@@ -412,7 +414,7 @@ export async function randomModel(
   for (let i = 0; i < config.numLayers; i++) {
     const gpu = gpus[placement.map[i]];
     const s = arch.blocks[i];
-    blocks.push({
+    const block: Block = {
       ln1: await norm(gpu, s.ln1.weight),
       ln2: await norm(gpu, s.ln2!.weight),
       q: await lin(gpu, s.q, shapes.q),
@@ -422,7 +424,10 @@ export async function randomModel(
       mlpIn: await lin(gpu, s.mlpIn, shapes.mlpIn),
       mlpGate: await lin(gpu, s.mlpGate!, shapes.mlpGate),
       mlpOut: await lin(gpu, s.mlpOut, shapes.mlpOut),
-    });
+    };
+    if (s.qNorm) block.qNorm = await norm(gpu, s.qNorm.weight, config.headDim);
+    if (s.kNorm) block.kNorm = await norm(gpu, s.kNorm.weight, config.headDim);
+    blocks.push(block);
     await gpu.sync(); // bound the recorded work (one layer of a 7B model is ~400 MB of fills)
   }
   const finalNorm = await norm(last, arch.finalNorm.weight);

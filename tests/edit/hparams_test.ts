@@ -475,7 +475,7 @@ Deno.test("hparams: every shipped config parses, with the variant its name says"
     // The EasyEdit keys are all written out (EasyEdit's dataclass requires them).
     for (const k of ["alg_name", "model_name", "stats_dir", "device"]) assert.ok(k in hp.raw, `${rel}: ${k}`);
     // Module templates name the architecture's modules.
-    if (/llama|mistral/.test(name)) {
+    if (/llama|mistral|qwen/.test(name)) {
       assert.equal(hp.rewriteModuleTmp, "model.layers.{}.mlp.down_proj", rel);
       assert.equal(hp.lmHeadModule, "lm_head", rel);
     } else if (/gpt2/.test(name)) {
@@ -512,6 +512,29 @@ Deno.test("hparams: ported configs carry the reference repos' values", async () 
         `${dir}/${m}`,
       );
       assert.equal(l.lnFModule, "model.norm");
+    }
+  }
+  // Llama-3.x, Qwen2.5 and Qwen3 (EasyEdit's llama3-8b, llama3.2-3b and qwen2.5-7b files; see configs/README.md)
+  const newer: [string, number, string][] = [
+    ["llama3-8b", 31, "f16"],
+    ["llama3.2-3b", 31, "f16"],
+    ["qwen2.5-7b", 27, "f32"],
+    ["qwen3-8b", 35, "f32"],
+  ];
+  for (const dir of ["ROME", "R-ROME"]) {
+    for (const [m, lossLayer, precision] of newer) {
+      const l = await load(`${dir}/${m}.yaml`);
+      const want = dir === "R-ROME" && m === "llama3.2-3b" ? 27 : lossLayer;
+      assert.deepEqual(
+        [l.layers, l.vLossLayer, l.vNumGradSteps, l.vLr, l.vWeightDecay, l.clampNormFactor, l.klFactor],
+        [[5], want, 25, 0.5, 1e-3, 4, 0.0625],
+        `${dir}/${m}`,
+      );
+      assert.deepEqual(
+        [l.precision, l.mom2Adjustment, l.lnFModule],
+        [precision, false, "model.norm"],
+        `${dir}/${m}`,
+      );
     }
   }
   // EasyEdit's R-ROME Llama file sets fp16: true.

@@ -9,16 +9,31 @@ import { randArray, sharedPath } from "../_util.ts";
 // The whole-model backward (blocks above the edit layer, final norm, LM head) against central finite
 // differences of the model's own forward, for each block wiring: GPT-2 (LayerNorm, learned positions),
 // GPT-J (parallel block, interleaved partial rotary, LM-head bias), Llama (RMSNorm, GQA, rotate_half, gated
-// MLP) and Mistral (sliding window). loss = Σ W ⊙ logits over the real rows; the directional derivative along a
+// MLP), Mistral (sliding window), Llama-3 (llama3 rope scaling; 3.2 tied head), Qwen2 (q/k/v biases; tied)
+// and Qwen3 (per-head q/k RMSNorm before rotary, head_dim ≠ hidden/heads, tied head). loss = Σ W ⊙ logits over the real rows; the directional derivative along a
 // random u from the backward must equal (loss(x + h·u) − loss(x − h·u)) / 2h.
-for (const fixture of ["gpt2-tiny", "gptj-tiny", "llama-tiny-gqa", "mistral-tiny"]) {
+const FIXTURES = [
+  "gpt2-tiny",
+  "gptj-tiny",
+  "llama-tiny-gqa",
+  "mistral-tiny",
+  "llama3-tiny-rope-scaled",
+  "llama3.2-tiny-tied",
+  "qwen2-tiny",
+  "qwen2-tiny-tied",
+  "qwen3-tiny",
+];
+for (const fixture of FIXTURES) {
   Deno.test(`backward through layers 1… of ${fixture} matches finite differences`, async () => {
     const dir = sharedPath(`models/fixtures/${fixture}`);
     if (!dir) return;
     const model = await loadModel(dir, { quiet: true });
     try {
       const net = model.net;
-      const b = padBatch([[5, 17, 99, 3, 250, 41, 7, 88, 12, 60, 300], [9, 401, 33, 77]]);
+      // ids inside every fixture's vocabulary (256 for the Llama-3 / Qwen ones, 512 for the others)
+      const V0 = model.config.vocabSize;
+      const id = (t: number) => t < V0 - 3 ? t : 3 + t % (V0 - 6);
+      const b = padBatch([[5, 17, 99, 3, 250, 41, 7, 88, 12, 60, 300].map(id), [9, 401, 33, 77].map(id)]);
       const rows = Uint32Array.from([...Array(11).keys(), 11 + 0, 11 + 1, 11 + 2, 11 + 3]);
       const V = model.config.vocabSize, d = model.config.hiddenSize, T = b.batch * b.seq;
       const w = randArray(rows.length * V, 1);

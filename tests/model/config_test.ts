@@ -290,9 +290,9 @@ Deno.test("bad configs: errors name config.json and the field", async () => {
   expectError(() => parseConfig({ ...LLAMA, rms_norm_eps: -1 }), "rms_norm_eps", "positive number");
   expectError(() => parseConfig({ ...LLAMA, rope_theta: "big" }), "rope_theta", "positive number");
   expectError(
-    () => parseConfig({ ...LLAMA, rope_scaling: { type: "linear", factor: 2 } }),
+    () => parseConfig({ ...LLAMA, rope_scaling: { type: "yarn", factor: 2 } }),
     "rope_scaling",
-    "not supported",
+    'rope type "yarn" is not supported',
   );
   expectError(
     () => parseConfig({ ...LLAMA, hidden_act: "gelu" }),

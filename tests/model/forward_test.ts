@@ -26,6 +26,11 @@ const FIXTURES = [
   "llama-tiny-gqa",
   "llama-tiny-gqa-sharded",
   "mistral-tiny",
+  "llama3-tiny-rope-scaled",
+  "llama3.2-tiny-tied",
+  "qwen2-tiny",
+  "qwen2-tiny-tied",
+  "qwen3-tiny",
 ];
 // f32 compute: the fixtures' README suggests 5e-5 absolute (25x the observed f32 noise, still catching a
 // gelu_new -> gelu swap at 3e-4). f16 storage of weights and activations: ~2^-11 relative per rounding over a

@@ -36,7 +36,7 @@ function releaseWeights(net: Transformer): void {
   net.embed.dispose();
   net.positions?.dispose();
   for (const b of net.blocks) {
-    for (const n of [b.ln1, b.ln2]) n?.w.dispose(), n?.b?.dispose();
+    for (const n of [b.ln1, b.ln2, b.qNorm, b.kNorm]) n?.w.dispose(), n?.b?.dispose();
     for (const l of [b.q, b.k, b.v, b.o, b.mlpIn, b.mlpGate, b.mlpOut]) l?.w.dispose(), l?.b?.dispose();
   }
   net.finalNorm.w.dispose(), net.finalNorm.b?.dispose(), net.lmHead.w.dispose(), net.lmHead.b?.dispose();
@@ -49,6 +49,11 @@ const FIXTURES = [
   "llama-tiny-gqa",
   "llama-tiny-gqa-sharded",
   "mistral-tiny",
+  "llama3-tiny-rope-scaled",
+  "llama3.2-tiny-tied",
+  "qwen2-tiny",
+  "qwen2-tiny-tied",
+  "qwen3-tiny",
 ];
 
 for (const fixture of FIXTURES) {

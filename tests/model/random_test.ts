@@ -4,11 +4,13 @@ import {
   byteTokenizer,
   fillRandom,
   hashUniform,
+  RANDOM_7B_CONFIGS,
   randomCovariance,
   randomModel,
   tensorSeed,
 } from "../../lib/testing/random_model.ts";
 import { padBatch } from "../../lib/model/transformer.ts";
+import { parseConfig } from "../../lib/model/config.ts";
 import { applyOverrides, loadHparams } from "../../lib/edit/hparams.ts";
 import { RomeEditor } from "../../lib/edit/rome.ts";
 import { assertClose, testGpu } from "../_util.ts";
@@ -190,5 +192,63 @@ Deno.test("randomModel: tiny Llama forward is finite and seeded; R-ROME edits it
   } finally {
     await model.dispose();
     await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("RANDOM_7B_CONFIGS: Llama-2-7B, Llama-3-8B and Qwen2.5-7B shapes and parameter counts", () => {
+  const published: Record<string, number> = {
+    "llama-2-7b": 6.74e9,
+    "llama-3-8b": 8.03e9,
+    "qwen2.5-7b": 7.62e9,
+  };
+  for (const [name, raw] of Object.entries(RANDOM_7B_CONFIGS)) {
+    const c = parseConfig(raw, name);
+    const q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, h = c.hiddenSize;
+    const bias = c.attentionBias ? q + 2 * kv : 0;
+    const layer = 2 * h * q + 2 * h * kv + bias + 3 * h * c.intermediateSize + 2 * h;
+    const params = c.numLayers * layer + (c.tieWordEmbeddings ? 1 : 2) * c.vocabSize * h + h;
+    assert.ok(Math.abs(params / published[name] - 1) < 5e-3, `${name}: ${params} parameters`);
+  }
+  const l3 = parseConfig(RANDOM_7B_CONFIGS["llama-3-8b"]);
+  assert.deepEqual([l3.vocabSize, l3.intermediateSize, l3.numKvHeads], [128256, 14336, 8]);
+  const q = parseConfig(RANDOM_7B_CONFIGS["qwen2.5-7b"]);
+  assert.deepEqual([q.vocabSize, q.intermediateSize, q.numKvHeads, q.headDim], [152064, 18944, 4, 128]);
+  assert.deepEqual([q.attentionBias, q.attentionOutBias, q.layerWindows], [true, false, undefined]);
+});
+
+Deno.test("randomModel: Qwen2 (q/k/v biases) and Qwen3 (head_dim ≠ hidden/heads, q/k norms) run and edit", async () => {
+  const gpu = await testGpu();
+  const tiny = { ...TINY, num_key_value_heads: 2 };
+  for (const cfg of [{ ...tiny, model_type: "qwen2" }, { ...tiny, model_type: "qwen3", head_dim: 32 }]) {
+    const model = await randomModel(cfg, { gpus: [gpu], seed: 3, quiet: true });
+    try {
+      const blk = model.net.blocks[0];
+      if (cfg.model_type === "qwen3") {
+        assert.deepEqual(blk.q.w.shape, [128, 64]);
+        assert.deepEqual(blk.qNorm?.w.shape, [32]);
+        assert.deepEqual(blk.kNorm?.w.shape, [32]);
+      } else {
+        assert.deepEqual(blk.q.b?.shape, [64]);
+        assert.deepEqual(blk.k.b?.shape, [32]);
+        assert.equal(blk.o.b, undefined);
+      }
+      const tok = model.tokenizer!;
+      const r = await model.net.forward(padBatch([tok.encode("Angola is in")]), { logitRows: "last" });
+      assert.ok((await r.logits.read()).every(Number.isFinite));
+      r.logits.dispose();
+      const hp = applyOverrides(await loadHparams("configs/R-ROME/qwen2.5-7b.yaml"), {
+        layers: [0],
+        v_loss_layer: 1,
+        v_num_grad_steps: 2,
+        context_template_length_params: [[4, 1]],
+      });
+      const editor = new RomeEditor(model, hp);
+      const e = await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Oz" });
+      const rep = e.report;
+      assert.ok(Number.isFinite(rep.dWRel) && rep.dWRel > 0 && rep.fallbacks.length === 0, cfg.model_type);
+      editor.dispose();
+    } finally {
+      await model.dispose();
+    }
   }
 });

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { type DType, F16_EPS, F32_EPS, GpuError, Tensor } from "../../lib/gpu/mod.ts";
-import { rotaryReference, type RotaryRefOptions } from "../../lib/testing/attention_reference.ts";
+import {
+  llama3ScaledInvFreqRef,
+  rotaryReference,
+  type RotaryRefOptions,
+} from "../../lib/testing/attention_reference.ts";
 import { applyRotary, rotaryBackward, rotaryInvFreq } from "../../lib/ops/rotary.ts";
 import { assertClose, maxAbsDiff, randArray, roundF16, testGpu } from "../_util.ts";
 
@@ -221,4 +225,65 @@ Deno.test("applyRotary works on row-chunked tensors and rejects bad options", as
     );
   }
   await gpu.destroy();
+});
+
+Deno.test("rope scaling: llama3 and linear inverse frequencies vs an f64 reference; the kernel rotates by them", async () => {
+  // The fixtures README's llama3 values (D 16, θ 5e5, factor 8, low 1, high 4, original 64): pair 0 kept,
+  // pair 1 smoothed, pairs 2-7 divided by 8.
+  const llama3 = {
+    type: "llama3",
+    factor: 8,
+    lowFreqFactor: 1,
+    highFreqFactor: 4,
+    originalMaxPositions: 64,
+  } as const;
+  const inv = rotaryInvFreq(5e5, 16, llama3);
+  const readme = [1, 0.0794, 0.004701, 9.116e-4, 1.768e-4, 3.428e-5, 6.648e-6, 1.289e-6];
+  readme.forEach((v, i) => assert.ok(Math.abs(inv[i] - v) <= 5e-4 * v, `pair ${i}: ${inv[i]} vs ${v}`));
+  const base = rotaryInvFreq(5e5, 16);
+  const ref = llama3ScaledInvFreqRef(base, 8, 1, 4, 64);
+  // f32 steps on the way (wavelength, smooth factor, blend): a few f32 roundings
+  assertClose(inv, ref, 0, 8 * F32_EPS, "llama3 inv_freq vs f64");
+  assert.equal(inv[0], base[0], "high-frequency pair unchanged");
+  assert.equal(inv[5], Math.fround(base[5] / 8), "low-frequency pair divided by factor");
+  // Llama 3.2 style: factor 32, original 256, D 8
+  const inv32 = rotaryInvFreq(5e5, 8, { ...llama3, factor: 32, originalMaxPositions: 256 });
+  [1, 0.007638, 4.419e-5, 1.662e-6].forEach((v, i) =>
+    assert.ok(Math.abs(inv32[i] - v) <= 5e-4 * v, `3.2 pair ${i}: ${inv32[i]} vs ${v}`)
+  );
+  const lin = rotaryInvFreq(1e4, 16, { type: "linear", factor: 4 });
+  assertClose(lin, rotaryInvFreq(1e4, 16).map((f) => f / 4), 0, F32_EPS, "linear inv_freq");
+
+  // The kernel with scaling equals the reference rotating by the same (f32) frequencies, and differs
+  // visibly from the unscaled rotation.
+  const gpu = await testGpu();
+  const c = {
+    batch: 2,
+    seq: 9,
+    heads: 2,
+    headDim: 16,
+    rotaryDim: 16,
+    theta: 5e5,
+    interleaved: false,
+    positionOffset: [0, 300],
+  };
+  const x = randArray(c.batch * c.seq * c.heads * c.headDim, 31, 1);
+  for (const scaling of [llama3, { type: "linear", factor: 4 } as const]) {
+    const t = Tensor.from(gpu, x, [c.batch * c.seq, c.heads * c.headDim], "f32");
+    await applyRotary(t, { ...c, scaling });
+    const got = await t.read();
+    t.dispose();
+    const want = rotaryReference(x, { ...c, invFreq: rotaryInvFreq(c.theta, 16, scaling) });
+    const tol = tolerance(x, "f32");
+    assertClose(got, want, tol.atol, 0, `${scaling.type} rotary`);
+    assert.ok(
+      maxAbsDiff(got, rotaryReference(x, c)) > 1e-2,
+      `${scaling.type} scaling must change the rotation`,
+    );
+  }
+  // a scaled and an unscaled table on the same device do not share a cache entry
+  const t = Tensor.from(gpu, x, [c.batch * c.seq, c.heads * c.headDim], "f32");
+  await applyRotary(t, c);
+  assertClose(await t.read(), rotaryReference(x, c), tolerance(x, "f32").atol, 0, "unscaled after scaled");
+  t.dispose();
 });
