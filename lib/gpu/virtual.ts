@@ -41,6 +41,7 @@ export const DEFAULT_VIRTUAL_LIMITS: Readonly<Record<string, number>> = {
   maxStorageBuffersPerShaderStage: 16,
   maxUniformBufferBindingSize: 65536,
   maxBindGroups: 4,
+  maxTextureDimension2D: 8192,
 };
 
 /** f32 0.5, the value of a buffer nothing wrote. */
@@ -138,6 +139,23 @@ class VirtualBuffer {
 // methods shadow the prototype's).
 if (typeof GPUBuffer !== "undefined") Object.setPrototypeOf(VirtualBuffer.prototype, GPUBuffer.prototype);
 
+/** A texture view (the CPU-adapter matmul binds its packed operands as textures; they hold nothing here). */
+class VirtualTextureView {
+  readonly label: string;
+  constructor(label: string) {
+    this.label = label;
+  }
+}
+if (typeof GPUTextureView !== "undefined") {
+  Object.setPrototypeOf(VirtualTextureView.prototype, GPUTextureView.prototype);
+}
+
+/** A texture: keg's Gpu does not count textures in its memory figures, and neither does this. */
+function virtualTexture(d: GPUTextureDescriptor): GPUTexture {
+  const label = d.label ?? "";
+  return { label, createView: () => new VirtualTextureView(label), destroy: noop } as unknown as GPUTexture;
+}
+
 function asBuffer(b: unknown): VirtualBuffer {
   if (!(b instanceof VirtualBuffer)) throw new Error("virtual device: a buffer of another device was used");
   return b;
@@ -171,6 +189,7 @@ function virtualDevice(o: VirtualGpuOptions): { device: GPUDevice; adapter: GPUA
     popErrorScope: () => Promise.resolve(null),
     createBuffer: (d: GPUBufferDescriptor) => new VirtualBuffer(d),
     createShaderModule: () => ({}),
+    createTexture: virtualTexture,
     createComputePipelineAsync: () => Promise.resolve(pipeline),
     createComputePipeline: () => pipeline,
     createBindGroup: (d: GPUBindGroupDescriptor) => {
