@@ -59,7 +59,10 @@ export interface KindRollup {
 }
 
 /** The rows of each bucket for one fact (`read_knowlege`'s slices; a one-token subject is first and last). */
-export function bucketRows(subjectRange: readonly [number, number], tokens: number): Record<RollupBucket, number[]> {
+export function bucketRows(
+  subjectRange: readonly [number, number],
+  tokens: number,
+): Record<RollupBucket, number[]> {
   const [b, e] = subjectRange;
   const lastE = e - 1, lastA = tokens - 1;
   const range = (lo: number, hi: number) => Array.from({ length: Math.max(0, hi - lo) }, (_, i) => lo + i);
