@@ -10,7 +10,8 @@
 import { padBatch, type Transformer } from "../model/transformer.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { argmaxRows } from "../ops/loss.ts";
-import { seededNoise } from "./trace_noise.ts";
+import { embeddingStd, seededNoise } from "./trace_noise.ts";
+import { applyOverrides, type AutoLayerRecord, type RomeHparams } from "./hparams.ts";
 
 export * from "./trace_prompt.ts";
 import { restoreForward, startLayer, traceBase } from "./trace_forward.ts";
@@ -333,4 +334,52 @@ export async function suggestLayer(
     facts: prompts.length,
     window,
   };
+}
+
+/** Options of {@link resolveAutoLayer}. */
+export interface AutoLayerOptions {
+  /** Noise factor (default 3): the level is this × the std of the prompts' subject token embeddings. */
+  noiseFactor?: number;
+  /** Noise seed (default 1, ROME's). */
+  seed?: number;
+  /** At most this many prompts are traced (default 10). */
+  maxPrompts?: number;
+  onProgress?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+/**
+ * Resolves `layers: auto`: traces the prompts' MLP effect at the last subject token ({@link suggestLayer},
+ * window 1) and returns the hparams with `layers: [best]` and the evidence in `autoLayer`. Hparams without
+ * `layers: auto` come back unchanged.
+ */
+export async function resolveAutoLayer(
+  model: { net: Transformer; tokenizer: Tokenizer | null },
+  hp: RomeHparams,
+  prompts: readonly SuggestPrompt[],
+  opts: AutoLayerOptions = {},
+): Promise<RomeHparams> {
+  if (!hp.layersAuto || hp.layers.length) return hp;
+  if (!model.tokenizer) throw new TraceError(hp.source, "layers: auto needs a tokenizer to trace prompts");
+  const list = prompts.slice(0, opts.maxPrompts ?? 10);
+  if (!list.length) throw new TraceError(hp.source, "layers: auto needs at least one prompt to trace");
+  const std = await embeddingStd(model.net, model.tokenizer, list.map((p) => p.subject));
+  const level = (opts.noiseFactor ?? 3) * std.std, seed = opts.seed ?? 1;
+  const s = await suggestLayer(model.net, model.tokenizer, list, {
+    level,
+    seed,
+    onProgress: opts.onProgress,
+    signal: opts.signal,
+  });
+  const resolved = applyOverrides(hp, { layers: [s.layer] });
+  const autoLayer: AutoLayerRecord = { ...s, noiseLevel: level, seed };
+  return { ...resolved, layersAuto: true, autoLayer };
+}
+
+/** One line describing a resolved `layers: auto`. */
+export function autoLayerText(a: AutoLayerRecord): string {
+  return `MLP indirect effect ${
+    a.aie[a.layer].toFixed(4)
+  } at the last subject token over ${a.facts} fact(s), ` +
+    `margin ${a.margin.toFixed(4)} over layer ${a.runnerUp}`;
 }

@@ -62,7 +62,7 @@ export function svgHeatmap(kind: TraceKind, f: HeatmapFact): string {
   );
   const labelW = Math.min(200, 16 + 7 * Math.max(4, ...labels.map((l) => l.length)));
   const cell = 28, top = 44, left = labelW, barW = 14, gap = 18;
-  const W = left + Lyr * cell + gap + barW + 56, H = top + T * cell + 46;
+  const W = Math.max(390, left + Lyr * cell + gap + barW + 64), H = top + T * cell + 46;
   const vals = f.scores.flat().filter(Number.isFinite);
   const lo = f.lowScore, hi = Math.max(lo + 1e-9, ...vals);
   const [c0, c1] = COLOURS[kind];
@@ -74,13 +74,13 @@ export function svgHeatmap(kind: TraceKind, f: HeatmapFact): string {
     : `center of interval of ${f.window} restored ${KIND_TITLES[kind]} layers`;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" ` +
-    `aria-label="${escapeHtml(title)}" font-family="sans-serif" font-size="11">`,
-    `<text x="${left + (Lyr * cell) / 2}" y="16" text-anchor="middle" font-size="13" font-weight="bold">${
+    `aria-label="${escapeHtml(title)}" font-family="sans-serif" font-size="11" xml:space="preserve">`,
+    `<text x="${W / 2}" y="16" text-anchor="middle" font-size="12.5" font-weight="bold">${
       escapeHtml(title)
     }</text>`,
-    `<text x="${left + (Lyr * cell) / 2}" y="32" text-anchor="middle" fill="#444">p(${
-      escapeHtml(f.answer.trim())
-    }): clean ${fmt(f.highScore)}, corrupted ${fmt(f.lowScore)}</text>`,
+    `<text x="${W / 2}" y="32" text-anchor="middle" fill="#444">p(${escapeHtml(f.answer.trim())}): clean ${
+      fmt(f.highScore)
+    }, corrupted ${fmt(f.lowScore)}</text>`,
   ];
   for (let t = 0; t < T; t++) {
     const y = top + t * cell;
@@ -204,7 +204,7 @@ export interface TracePage {
 }
 
 const CSS = `body{font-family:system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:16px;color:#222}
-h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}h3{font-size:1em}
+h1{font-size:1.4em}h1,li,p{overflow-wrap:anywhere}h2{font-size:1.15em;margin-top:1.6em}h3{font-size:1em}
 table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th:first-child{text-align:left}td.best{font-weight:bold;background:#eef}
 .scroll{overflow-x:auto;max-width:100%}svg{max-width:100%;height:auto}
