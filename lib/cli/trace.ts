@@ -36,7 +36,7 @@ export const TRACE_USAGE: string =
   --samples N         corrupted rows (default 10)     --seed S     noise seed (default 1, per fact)
   --noise-factor F    noise = F × std of the subjects' token embeddings (default 3)
   --noise-level X     the noise's scale directly      --noise-file F  stored noise (case_<id> tensors)
-  --std-data F        dataset whose subjects give the std (default --data; else the whole embedding table)
+  --std-data F        dataset whose subjects give the std (default --data; else the prompt's subject)
   --suggest-layer     print the MLP layer with the largest effect at the last subject token (window 1)
   --precision P       f32 | f16 | mixed (default f32)   --devices N|MAP   --batch N  restore sets per forward
 Writes DIR/trace.json (or DIR/results.jsonl, one known fact per line, resumable) with per-fact grids,
@@ -189,18 +189,15 @@ export async function traceCommand(args: string[]): Promise<void> {
     if (level === undefined) {
       const factor = numFlag(v, "noise-factor") ?? 3;
       const stdData = (v["std-data"] as string | undefined) ?? data;
-      let subjects: string[];
-      if (stdData) {
-        subjects = (stdData === data ? records : await loadDataset(stdData)).map((r) => r.request.subject);
-      } else subjects = [];
-      const std = subjects.length
-        ? await embeddingStd(model.net, tok, subjects)
-        : await embeddingStd(model.net, tok, [], { wholeTable: true });
+      const subjects = stdData
+        ? (stdData === data ? records : await loadDataset(stdData)).map((r) => r.request.subject)
+        : [String(v.subject)];
+      const std = await embeddingStd(model.net, tok, subjects);
       level = factor * std.std;
       stdNote = `noise ${factor} × std ${std.std.toPrecision(7)} = ${level.toPrecision(7)} (std over ${
         stdData
           ? `the token embeddings of ${std.subjects} subjects of ${stdData}, ${std.tokens} tokens`
-          : "the whole token-embedding table"
+          : `the subject's own ${std.tokens} token embeddings; --std-data F uses a dataset's subjects, as ROME does`
       })`;
     } else stdNote = `noise level ${level} (given)`;
     if (v["noise-file"]) noiseFile = await openSafetensors(String(v["noise-file"]));

@@ -126,7 +126,7 @@ export function traceBatchSets(
   tokens: number,
   samples: number,
   bytes = DEFAULT_TRACE_BATCH_BYTES,
-) {
+): number {
   const c = net.config, ab = net.act === "f16" ? 2 : 4;
   const perSet = samples * (tokens * (6 * c.hiddenSize + 3 * c.intermediateSize) * ab + 2 * c.vocabSize * 4);
   return Math.max(1, Math.min(64, Math.floor(bytes / perSet)));

@@ -128,7 +128,7 @@ export async function restoreForward(
   net: Transformer,
   base: TraceBase,
   sets: readonly (readonly RestoreSite[])[],
-  start = Math.min(...sets.map(startLayer)),
+  start: number = Math.min(...sets.map(startLayer)),
 ): Promise<Float32Array> {
   const { fact, samples } = base;
   const T = fact.inputIds.length, L = net.blocks.length;

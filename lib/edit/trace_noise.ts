@@ -86,8 +86,6 @@ export function seededNoise(seed: number, n: number, scale: number): Float32Arra
 export interface EmbeddingStdOptions {
   /** Prepend BOS to each subject (default false, as the oracle in ../shared does). */
   addBos?: boolean;
-  /** Use every row of the token-embedding table instead (when no subjects are at hand). */
-  wholeTable?: boolean;
 }
 
 /** What {@link embeddingStd} measured. */
@@ -102,7 +100,7 @@ export interface EmbeddingStd {
 
 /**
  * ROME's `collect_embedding_std`: `torch.std` (unbiased, over all elements) of the token embeddings of
- * every subject, each encoded alone (or of the whole table). Accumulated in f64.
+ * every subject, each encoded alone. Accumulated in f64.
  */
 export async function embeddingStd(
   net: Transformer,
@@ -110,13 +108,9 @@ export async function embeddingStd(
   subjects: readonly string[],
   opts: EmbeddingStdOptions = {},
 ): Promise<EmbeddingStd> {
+  if (subjects.length === 0) throw new Error("embeddingStd: no subjects");
   const ids: number[] = [];
-  if (opts.wholeTable) {
-    for (let i = 0; i < net.embed.shape[0]; i++) ids.push(i);
-  } else {
-    if (subjects.length === 0) throw new Error("embeddingStd: no subjects");
-    for (const s of subjects) ids.push(...tokenizer.encode(s, { addBos: opts.addBos ?? false }));
-  }
+  for (const s of subjects) ids.push(...tokenizer.encode(s, { addBos: opts.addBos ?? false }));
   if (ids.length === 0) throw new Error("embeddingStd: the subjects encode to no tokens");
   let sum = 0, sumSq = 0, n = 0;
   const chunk = 4096;
