@@ -201,13 +201,17 @@ export async function traceCommand(args: string[]): Promise<void> {
       })`;
     } else stdNote = `noise level ${level} (given)`;
     if (v["noise-file"]) noiseFile = await openSafetensors(String(v["noise-file"]));
-    const noiseFor = async (caseId: number | null) => {
+    const noiseFor = async (caseId: number | null, subjectTokens: number) => {
       if (!noiseFile) return { seed, level: level! };
-      const key = caseId !== null && noiseFile.has(`case_${caseId}`)
+      // A record uses its case_<id> tensor; a single prompt the first [samples, subject tokens, d] one.
+      const want = [samples, subjectTokens, model.config.hiddenSize];
+      const key = caseId !== null
         ? `case_${caseId}`
-        : noiseFile.names()[0];
-      if (caseId !== null && !noiseFile.has(`case_${caseId}`)) {
-        throw new UsageError(`trace: ${noiseFile.path} has no tensor case_${caseId}`);
+        : noiseFile.names().find((n) => JSON.stringify(noiseFile!.info(n).shape) === JSON.stringify(want));
+      if (!key || !noiseFile.has(key)) {
+        throw new UsageError(
+          `trace: ${noiseFile.path} has no ${caseId !== null ? `tensor case_${caseId}` : `[${want}] tensor`}`,
+        );
       }
       return (await noiseFile.readFloat(key, "f32")).data;
     };
@@ -243,7 +247,7 @@ export async function traceCommand(args: string[]): Promise<void> {
         kinds,
         samples,
         window,
-        noise: await noiseFor(q.caseId),
+        noise: await noiseFor(q.caseId, p.subjectRange[1] - p.subjectRange[0]),
         batchSets,
         signal: ac.signal,
       });

@@ -118,7 +118,9 @@ export function svgHeatmap(kind: TraceKind, f: HeatmapFact): string {
     `<rect x="${bx}" y="${top}" width="${barW}" height="${bh}" fill="url(#g-${kind})" stroke="#888"/>`,
     `<text x="${bx + barW + 4}" y="${top + 8}">${fmt(hi)}</text>`,
     `<text x="${bx + barW + 4}" y="${top + bh}">${fmt(lo)}</text>`,
-    `<text x="${bx + barW + 4}" y="${top + bh / 2 + 4}">p(${escapeHtml(f.answer.trim().slice(0, 8))})</text>`,
+    `<text transform="translate(${bx + barW + 44} ${top + bh / 2}) rotate(-90)" text-anchor="middle">p(${
+      escapeHtml(f.answer.trim())
+    })</text>`,
   );
   parts.push("</svg>");
   return parts.join("");
