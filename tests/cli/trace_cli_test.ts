@@ -1,7 +1,7 @@
 /**
  * `keg trace` end to end on the GPT-2 fact model: the oracle's first fact from its stored noise (hidden
  * grid within 1e-4), heatmaps and page written, clear errors, a dataset run that resumes, and
- * `layers: auto` through `keg edit`.
+ * `layers: auto` through `keg edit` and `keg eval`.
  * @module
  */
 import assert from "node:assert/strict";
@@ -101,7 +101,7 @@ Deno.test("keg trace: one prompt with the oracle's noise, --suggest-layer, heatm
   }
 });
 
-Deno.test("keg trace --data: known facts only, roll-up files, resumes; keg edit with layers: auto", async () => {
+Deno.test("keg trace --data: known facts only, roll-up files, resumes; keg edit and keg eval with layers: auto", async () => {
   const model = sharedPath("models/tiny-gpt2-counterfact");
   const cf = sharedPath("data/datasets/counterfact-rome/counterfact.json");
   if (!model || !cf) return;
@@ -160,6 +160,30 @@ Deno.test("keg trace --data: known facts only, roll-up files, resumes; keg edit 
     const res: Json = JSON.parse(await Deno.readTextFile(`${tmp}/edit.json`));
     assert.equal(res[0].autoLayer.layer, 0);
     assert.equal(res[0].layer, 0);
+
+    const ev = await keg([
+      "eval",
+      "--hparams",
+      "configs/R-ROME/tiny-gpt2-counterfact-tuned.yaml",
+      "--model",
+      model,
+      "--stats",
+      `${model}/rome_reference/mom2_layer0.safetensors`,
+      "--set",
+      "layers=auto,v_num_grad_steps=2",
+      "--data",
+      cf,
+      "--limit",
+      "1",
+      "--quiet",
+      "--out",
+      `${tmp}/eval`,
+    ], { KEG_CACHE: `${tmp}/cache` });
+    assert.equal(ev.code, 0, ev.err);
+    const run: Json = JSON.parse(await Deno.readTextFile(`${tmp}/eval/run.json`));
+    assert.deepEqual(run.hparamsValues.layers, [0]);
+    assert.equal(run.hparamsValues.layers_auto.layer, 0);
+    assert.equal(run.hparamsValues.layers_auto.facts, 1);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
