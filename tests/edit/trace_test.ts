@@ -197,3 +197,25 @@ Deno.test("layers: auto parses, refuses to edit unresolved, and resolves to the 
     assert.equal(await resolveAutoLayer(m, r, prompts), r, "resolved hparams come back unchanged");
   });
 });
+
+Deno.test("tracing on two devices (layers 0–2 and 3–5) equals one device bit for bit", async () => {
+  const dir = sharedPath("models/tiny-gpt2-counterfact");
+  if (!dir) return;
+  const ref: Json = JSON.parse(await Deno.readTextFile(`${dir}/trace_reference/trace.json`));
+  const f = ref.facts[0];
+  const fact = { inputIds: f.input_ids, subjectRange: f.subject_range, answerId: f.answer_id };
+  const opts = { noise: { seed: 1, level: ref.noise_level }, window: 3, tokens: [1, 4] };
+  const grids = [];
+  for (const devices of [1, "0,0,0,1,1,1"]) {
+    const m = await loadModel(dir, { precision: "f32", devices, quiet: true });
+    try {
+      assert.equal(m.net.devices.length, devices === 1 ? 1 : 2);
+      grids.push(await traceFact(m.net, fact, opts));
+    } finally {
+      await m.dispose();
+    }
+  }
+  assert.deepEqual(grids[1].scores, grids[0].scores);
+  assert.equal(grids[1].highScore, grids[0].highScore);
+  assert.deepEqual(grids[1].lowScorePerSample, grids[0].lowScorePerSample);
+});
