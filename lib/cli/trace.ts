@@ -23,7 +23,7 @@ import { embeddingStd } from "../edit/trace_noise.ts";
 import { loadDataset } from "../eval/datasets/mod.ts";
 import { fromJsonLine, toJsonLine } from "../eval/report.ts";
 import { rollupKinds } from "../eval/trace_rollup.ts";
-import { renderTraceHtml, rollupMarkdown, svgHeatmap } from "../eval/trace_report.ts";
+import { renderTraceHtml, rollupMarkdown, svgTraceHeatmap } from "../eval/trace_report.ts";
 import { writeFileAtomic } from "../util/fs.ts";
 import { intFlag, parseFlags, required, UsageError } from "./args.ts";
 import { Progress } from "./progress.ts";
@@ -109,7 +109,7 @@ function factJson(
 
 function heatmaps(f: TracedFactJson, kinds: readonly TraceKind[]): string[] {
   return kinds.filter((k) => f.scores[k]).map((k) =>
-    svgHeatmap(k, {
+    svgTraceHeatmap(k, {
       tokens: f.input_tokens,
       subjectRange: f.subject_range,
       scores: f.scores[k]!,

@@ -5,7 +5,7 @@
  * @module
  */
 import type { TraceKind } from "../edit/trace.ts";
-import { escapeHtml, svgLineChart } from "./report.ts";
+import { escapeHtml, svgLineChart } from "./svg.ts";
 import { BUCKET_LABELS, type KindRollup, ROLLUP_BUCKETS } from "./trace_rollup.ts";
 
 /** What a heatmap shows of one traced fact. */
@@ -55,7 +55,7 @@ function tokenLabel(t: string): string {
  * A ROME-style heatmap: one row per token (subject tokens marked with `*`), one column per layer, colour
  * from the low score (white) to the cell maximum, with a labelled colour bar.
  */
-export function svgHeatmap(kind: TraceKind, f: HeatmapFact): string {
+export function svgTraceHeatmap(kind: TraceKind, f: HeatmapFact): string {
   const T = f.scores.length, Lyr = f.scores[0]?.length ?? 0;
   const labels = f.tokens.map((t, i) =>
     tokenLabel(t) + (i >= f.subjectRange[0] && i < f.subjectRange[1] ? "*" : "")

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { bucketRows, rollup, ROLLUP_BUCKETS, rollupKinds } from "../../lib/eval/trace_rollup.ts";
-import { renderTraceHtml, rollupMarkdown, svgHeatmap } from "../../lib/eval/trace_report.ts";
+import { renderTraceHtml, rollupMarkdown, svgTraceHeatmap } from "../../lib/eval/trace_report.ts";
 import { maxAbsDiff, sharedPath } from "../_util.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -58,7 +58,7 @@ for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
     }
     // rendering: one cell per (token, layer), subject tokens marked, a labelled colour bar
     const f = ref.facts[0];
-    const svg = svgHeatmap("mlp", {
+    const svg = svgTraceHeatmap("mlp", {
       tokens: f.input_tokens,
       subjectRange: f.subject_range,
       scores: f.scores.mlp,
