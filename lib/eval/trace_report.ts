@@ -212,7 +212,8 @@ th:first-child{text-align:left}td.best{font-weight:bold;background:#eef}
 .scroll{overflow-x:auto;max-width:100%}svg{max-width:100%;height:auto}
 .figs{display:flex;flex-wrap:wrap;gap:12px}.fact{margin-bottom:1.2em}
 .chart .title{font-size:13px;font-weight:bold}.chart .tick{font-size:11px;fill:#444}
-.chart .grid{stroke:#e5e5e5}.chart .legend{font-size:11px}ul{padding-left:1.2em}`;
+.chart .grid{stroke:#e5e5e5}.chart .axis{stroke:#999}.chart .axis-title{font-size:11px;fill:#444}
+.chart .val{display:none}.chart .legend{font-size:11px}ul{padding-left:1.2em}`;
 
 /** A self-contained HTML page: settings, roll-up tables and plots, heatmaps. */
 export function renderTraceHtml(p: TracePage): string {
