@@ -6,6 +6,7 @@ import { type LoadedModel, loadModel } from "../model/load.ts";
 import { parsePrecision } from "../model/precision.ts";
 import { scoreTargets, topNext } from "../model/score.ts";
 import { applyOverrides, loadHparams, type RomeHparams } from "../edit/hparams.ts";
+import { autoLayerText, resolveAutoLayer } from "../edit/trace.ts";
 import { type EditRequest, loadRequests, normalizeRequest, promptText, targetText } from "../edit/request.ts";
 import { collectStats, loadStatsFile, type Stats } from "../edit/covariance.ts";
 import { type EditResult, RomeEditor } from "../edit/rome.ts";
@@ -191,6 +192,10 @@ export async function editCommand(args: string[]): Promise<void> {
   try {
     const tok = model.tokenizer;
     if (!tok) throw new UsageError(`edit: ${model.dir} has no tokenizer`);
+    if (hp.layersAuto) {
+      hp = await resolveAutoLayer(model, hp, requests);
+      console.error(`layers: auto → [${hp.layers[0]}] (${autoLayerText(hp.autoLayer!)})`);
+    }
     checkEditSettings(model, hp);
     const from = v.requests ? String(v.requests) : "command line";
     requests.forEach((r, i) =>
@@ -246,6 +251,7 @@ export async function editCommand(args: string[]): Promise<void> {
       const plain = results.map(({ applied: a, report: e }, i) => ({
         kvResidual: residuals[i],
         request: a.requests[0],
+        autoLayer: hp.autoLayer,
         layer: a.layer,
         weightName: a.weightName,
         update: e.update,

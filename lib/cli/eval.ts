@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { loadModel } from "../model/load.ts";
 import { parsePrecision } from "../model/precision.ts";
 import { applyOverrides, loadHparams, type RomeHparams } from "../edit/hparams.ts";
+import { autoLayerText, resolveAutoLayer } from "../edit/trace.ts";
 import { RomeEditor } from "../edit/rome.ts";
 import { DATASET_FORMATS, type DatasetFormat, type EvalRecord, loadDataset } from "../eval/datasets/mod.ts";
 import {
@@ -251,6 +252,15 @@ export async function evalCommand(args: string[]): Promise<void> {
   let stats: Stats | null = null;
   try {
     if (!model.tokenizer) throw new Error(`${model.dir} has no tokenizer; evaluation needs one`);
+    if (hp.layersAuto) {
+      // The same first records for every shard, so shards agree on the layer.
+      const prompts = records.slice(0, 10).map((r) => ({
+        prompt: r.request.prompt,
+        subject: r.request.subject,
+      }));
+      hp = await resolveAutoLayer(model, hp, prompts);
+      if (!quiet) console.error(`layers: auto → [${hp.layers[0]}] (${autoLayerText(hp.autoLayer!)})`);
+    }
     // the inputs, statistics and editor settings are checked before anything is written
     checkEditSettings(model, hp);
     checkRecordsFit(model, hp, records, dataPath);
@@ -267,7 +277,7 @@ export async function evalCommand(args: string[]): Promise<void> {
     const base = {
       version: 1,
       hparams: hpPath,
-      hparamsValues: { ...hp.raw },
+      hparamsValues: hp.autoLayer ? { ...hp.raw, layers_auto: hp.autoLayer } : { ...hp.raw },
       model: model.dir,
       fingerprint: model.fingerprint,
       data: dataPath,

@@ -9,6 +9,7 @@ import { EDIT_USAGE, editCommand } from "./edit.ts";
 import { STATS_USAGE, statsCommand } from "./stats.ts";
 import { EVAL_USAGE, evalCommand } from "./eval.ts";
 import { PLAN_USAGE, planCommand } from "./plan.ts";
+import { TRACE_USAGE, traceCommand } from "./trace.ts";
 
 const COMMANDS: Record<string, { run: (args: string[]) => Promise<void>; usage: string }> = {
   generate: { run: generateCommand, usage: GENERATE_USAGE },
@@ -17,6 +18,7 @@ const COMMANDS: Record<string, { run: (args: string[]) => Promise<void>; usage: 
   stats: { run: statsCommand, usage: STATS_USAGE },
   eval: { run: evalCommand, usage: EVAL_USAGE },
   plan: { run: planCommand, usage: PLAN_USAGE },
+  trace: { run: traceCommand, usage: TRACE_USAGE },
   merge: {
     run: (args) => evalCommand(["merge", ...args]),
     usage: "keg merge --out DIR SHARD_DIR…  (same as keg eval merge: combine eval shards into one run)",

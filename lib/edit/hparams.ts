@@ -81,6 +81,25 @@ export class HparamsError extends Error {
   }
 }
 
+/** How `layers: auto` was resolved: the causal-tracing evidence behind the chosen layer. */
+export interface AutoLayerRecord {
+  /** The chosen layer. */
+  layer: number;
+  /** Its MLP indirect effect minus the runner-up's. */
+  margin: number;
+  /** The runner-up layer. */
+  runnerUp: number;
+  /** Average MLP indirect effect per layer at the last subject token. */
+  aie: number[];
+  /** Facts traced. */
+  facts: number;
+  /** MLP window. */
+  window: number;
+  /** Noise scale (noise_factor × embedding std) and seed. */
+  noiseLevel: number;
+  seed: number;
+}
+
 /** ROME / R-ROME hyper-parameters, camelCase; each field names its YAML key. */
 export interface RomeHparams {
   /** `alg_name`: "ROME" or "R-ROME". */
@@ -91,8 +110,15 @@ export interface RomeHparams {
   statsDir: string;
   /** `device`: the device index for a single-device run (default 0). */
   device: number;
-  /** `layers`: the layer(s) whose MLP down-projection is edited. */
+  /** `layers`: the layer(s) whose MLP down-projection is edited (empty until `layers: auto` is resolved). */
   layers: number[];
+  /**
+   * `layers: auto`: the edit layer is chosen by causal tracing (lib/edit/trace.ts `resolveAutoLayer`, which
+   * `keg edit` and `keg eval` call) — the MLP layer with the largest indirect effect at the last subject token.
+   */
+  layersAuto?: boolean;
+  /** How `layers: auto` was resolved (recorded in results). */
+  autoLayer?: AutoLayerRecord;
   /** `fact_token`: the token whose MLP key is edited. */
   factToken: FactToken;
   /** `v_num_grad_steps`: maximal number of forwards of the v* optimisation (at most one fewer Adam steps). */
@@ -357,7 +383,8 @@ function convert(kind: Kind, v: unknown): unknown {
     case "bool":
       return toBool(v);
     case "layers": {
-      const what = "a non-empty list of layer indices";
+      const what = 'a non-empty list of layer indices (or "auto")';
+      if (v === "auto") return []; // chosen by causal tracing before editing (layersAuto)
       if (!Array.isArray(v) || v.length === 0) throw new BadValue(`expected ${what}, got ${describe(v)}`);
       const out = v.map((x, i) => {
         try {
@@ -566,6 +593,7 @@ function build(raw: unknown, source: string, overridden: ReadonlySet<string> = n
     statsDir: get("stats_dir"),
     device: get("device"),
     layers: get("layers"),
+    layersAuto: raw.layers === "auto",
     factToken,
     vNumGradSteps: get("v_num_grad_steps"),
     vLr: get("v_lr"),

@@ -18,3 +18,6 @@ export * from "./checks.ts";
 export * from "./edits_io.ts";
 export * from "./api.ts";
 export * from "./plan.ts";
+export * from "./trace.ts";
+export * from "./trace_noise.ts";
+export * from "./trace_forward.ts";

@@ -94,6 +94,11 @@ export class RomeEditor {
     this.hp = hp;
     this.#stats = opts.stats ?? null;
     this.#templates = opts.templates ?? null;
+    if (hp.layersAuto && hp.layers.length === 0) {
+      throw new Error(
+        `${hp.source}: layers: auto must be resolved first (resolveAutoLayer in lib/edit/trace.ts)`,
+      );
+    }
     checkEditSettings(model, hp);
     if (hp.mom2Adjustment && !this.#stats) {
       throw new Error(`${hp.source}: mom2_adjustment is true but no covariance statistics were given`);

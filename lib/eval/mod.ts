@@ -13,3 +13,5 @@ export * from "./metrics.ts";
 export * from "./protocol.ts";
 export * from "./report.ts";
 export * from "./checks.ts";
+export * from "./trace_rollup.ts";
+export * from "./trace_report.ts";

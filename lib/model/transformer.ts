@@ -82,6 +82,13 @@ export interface MlpHooks {
   delta?: Tensor;
 }
 
+/**
+ * Called by {@link Transformer.block} with a module's output `[T, d_model]` (attention after its output
+ * projection, MLP after its down-projection and any ROME hook), in place, before the residual add. Causal
+ * tracing (lib/edit/trace.ts) restores clean rows there.
+ */
+export type BlockPatch = (site: "attn" | "mlp", out: Tensor) => Promise<void>;
+
 /** Activations of one block kept for the backward pass (all [T, ·] in the activation dtype). */
 export interface BlockTape {
   /** Block input (before the attention residual). */
@@ -324,7 +331,8 @@ export class Transformer {
    * activations the backward pass needs are kept there instead of being released. With `cache`, `b` holds
    * new tokens that follow the `cache.lengths` stored ones: q and k are rotated at those positions, k and v
    * are appended to layer i's cache and attention runs over the cache (the caller advances the cache after
-   * the last layer; {@link forwardCached} does all of it).
+   * the last layer; {@link forwardCached} does all of it). With `patch`, the attention and MLP outputs are
+   * handed to it before their residual adds.
    */
   async block(
     i: number,
@@ -333,6 +341,7 @@ export class Transformer {
     hooks?: MlpHooks,
     tape?: Partial<BlockTape>,
     cache?: ModelKvCache,
+    patch?: BlockPatch,
   ): Promise<{ keys?: Tensor; values?: Tensor }> {
     const c = this.config;
     const blk = this.blocks[i];
@@ -369,6 +378,7 @@ export class Transformer {
     }
     keep(q, "q"), keep(k, "k"), keep(v, "v");
     const attnOut = await this.#lin(a, blk.o);
+    if (patch) await patch("attn", attnOut);
     keep(a, "a");
     let mlpIn: Tensor;
     if (blk.ln2) {
@@ -401,6 +411,7 @@ export class Transformer {
       }
     }
     keep(key, "key");
+    if (patch) await patch("mlp", out);
     await addInPlace(x, out);
     out.dispose();
     if (!blk.ln2) {

@@ -102,6 +102,24 @@ export async function scatterAddRows(dst: Tensor, src: Tensor, rows: Uint32Array
 }
 
 /**
+ * `dst[rows[i]] = src[i]` for the rows of a `[n, d]` tensor into a `[N, d]` tensor, in place (overwrites;
+ * causal tracing restores clean activations with it). Rows must be distinct. Values are converted to
+ * `dst`'s storage type once (exact when both are the same type).
+ */
+export async function scatterRows(dst: Tensor, src: Tensor, rows: Uint32Array): Promise<void> {
+  const op = "scatterRows";
+  const d = check2d(op, dst, "dst");
+  if (check2d(op, src, "src") !== d || src.shape[0] !== rows.length) {
+    throw new GpuError(op, `src must be [${rows.length}, ${d}], got [${src.shape}]`);
+  }
+  if (src.gpu !== dst.gpu) throw new GpuError(op, "src lives on another device");
+  if (src === dst) throw new GpuError(op, "src and dst must be different tensors");
+  checkRows(op, rows, dst.shape[0], "rows");
+  if (new Set(rows).size !== rows.length) throw new GpuError(op, "rows must be distinct");
+  await gatherInto(op, src, Uint32Array.from({ length: rows.length }, (_, i) => i), dst, false, rows);
+}
+
+/**
  * Embedding lookup: `out[t] = table[ids[t]]` for a `[V, d]` table that may be row-chunked (a 7B model's
  * vocab table is 250–500 MB). Also used for learned position tables (GPT-2's wpe) with position ids.
  * With `accumulate`, adds into that `[T, d]` tensor and returns it.
