@@ -36,3 +36,24 @@ fn rank_one(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     w[i] = TW(fma(pr.alpha * a[pr.row0 + r], bc, f32(w[i])));
   }
 }
+
+// Low-rank update in place (MEMIT / AlphaEdit): W[r, c] += alpha · Σ_k A[k, row0 + r] · B[k, c], f32
+// accumulation over the rank k = 0..rank−1, one rounding when storing W. A is [rank, a_len] and B is
+// [rank, cols] (row-major, f32, unchunked); same grid and chunk walk as rank_one (`a_len` in _p0,
+// `rank` in _p1).
+@compute @workgroup_size(256)
+fn low_rank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.x * 256u + lid.x;
+  if (c >= pr.cols) { return; }
+  let r0 = wid.y * ROWS;
+  let rend = min(r0 + ROWS, pr.rows);
+  let a_len = pr._p0;
+  for (var r = r0; r < rend; r++) {
+    var acc = 0.0;
+    for (var k = 0u; k < pr._p1; k++) {
+      acc = fma(a[k * a_len + pr.row0 + r], b[k * pr.cols + c], acc);
+    }
+    let i = pr.w_off + r * pr.cols + c;
+    w[i] = TW(fma(pr.alpha, acc, f32(w[i])));
+  }
+}

@@ -9,7 +9,7 @@
 import type { Capture } from "../gpu/capture.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { cast, countNonFiniteInto } from "../ops/elementwise.ts";
-import { addToRows, sumRows } from "../ops/embedding.ts";
+import { addToRows, gatherRows, sumRows } from "../ops/embedding.ts";
 import { klDivergenceOnGpu, logSoftmax, tokenNllOnGpu } from "../ops/loss.ts";
 import { ADAM_STATS, adamDelta, type AdamDeltaSettings, adamDeltaState } from "../ops/optim.ts";
 import { backwardFromLogits, forwardWithTape } from "../model/backward.ts";
@@ -33,6 +33,12 @@ export interface VStarSettings {
   klFactor: number;
   /** Stop when the loss falls below this (reference: 5e-2). */
   lossBreak?: number;
+  /**
+   * Where target_init is read at row 0's lookup token (δ is added to the residual after block `layer`
+   * either way): `"mlp"` = the MLP output of block `layer` (ROME's v*, default), `"residual"` = the
+   * residual stream after block `layer` (MEMIT's z).
+   */
+  targetInitAt?: "mlp" | "residual";
 }
 
 /** One forward of the optimisation. */
@@ -119,8 +125,13 @@ export async function computeVStar(
 
   // Layers ≤ L once: the residual after block L without δ, and target_init.
   const pre = await net.prefix(batch, L, { layer: L, readRows: lookupRows.subarray(0, 1) });
-  const targetInit = await pre.values!.read();
+  let targetInit = await pre.values!.read();
   pre.values!.dispose(), pre.keys!.dispose();
+  if (s.targetInitAt === "residual") {
+    const h = await gatherRows(pre.x, lookupRows.subarray(0, 1), { outDtype: "f32" });
+    targetInit = await h.read();
+    h.dispose();
+  }
   const x0 = pre.x;
   const dModel = net.config.hiddenSize;
   const wdScale = s.weightDecay / (norm(targetInit) ** 2);

@@ -85,3 +85,57 @@ export async function outerUpdate(
     }
   }
 }
+
+/**
+ * W += α · Σ_k u_k v_kᵀ in place (a rank-`k` update, MEMIT's ΔW = R Kᵀ(…)⁻¹ written as its factors):
+ * `u` is [k, d_in] and `v` is [k, d_out] (f32, unchunked), mapped onto W's layout as in
+ * {@link outerUpdate}. The sum over k is accumulated in f32 and W is rounded once. W may be chunked.
+ */
+export async function lowRankUpdate(
+  w: Tensor,
+  u: Tensor,
+  v: Tensor,
+  alpha: number,
+  opts: OuterUpdateOptions,
+): Promise<void> {
+  const op = "lowRankUpdate";
+  const layout = opts?.layout;
+  if (layout !== "in_out" && layout !== "out_in") {
+    throw new GpuError(op, `layout must be "in_out" or "out_in", got ${JSON.stringify(layout)}`);
+  }
+  for (const t of [u, v]) {
+    if (t.gpu !== w.gpu) throw new GpuError(op, `tensors live on different devices`);
+    if (t.dtype !== "f32") throw new GpuError(op, `${t.name}: u and v must be f32, got ${t.dtype}`);
+    if (t.shape.length !== 2) throw new GpuError(op, `${t.name}: expected [rank, d], got [${t.shape}]`);
+  }
+  if (w.shape.length !== 2) throw new GpuError(op, `W must be 2-D, got shape [${w.shape}]`);
+  if (!Number.isFinite(alpha)) throw new GpuError(op, `alpha must be finite, got ${alpha}`);
+  const rank = u.shape[0];
+  if (v.shape[0] !== rank) throw new GpuError(op, `u [${u.shape}] and v [${v.shape}] differ in rank`);
+  const [a, b] = layout === "in_out" ? [u, v] : [v, u];
+  const [rows, cols] = w.shape;
+  if (a.shape[1] !== rows || b.shape[1] !== cols) {
+    const [din, dout] = layout === "in_out" ? [rows, cols] : [cols, rows];
+    throw new GpuError(
+      op,
+      `layout "${layout}" with W [${w.shape}] needs u [rank, ${din}] and v [rank, ${dout}]; ` +
+        `got u [${u.shape}], v [${v.shape}]`,
+    );
+  }
+  if (rows === 0 || cols === 0 || rank === 0) return;
+  const gpu = w.gpu;
+  const pipe = await gpu.pipeline({ family: "outer", entry: "low_rank", types: { TW: w.dtype } });
+  const groupsX = Math.ceil(cols / 256);
+  for (const s of rowSegments([w])) {
+    for (let r = 0; r < s.rows; r += MAX_ROWS_PER_DISPATCH) {
+      const n = Math.min(MAX_ROWS_PER_DISPATCH, s.rows - r);
+      gpu.dispatch(
+        op,
+        pipe,
+        [w.chunks[s.at[0].chunk], a.buffer, b.buffer],
+        [groupsX, Math.ceil(n / ROWS_PER_GROUP)],
+        words(cols, n, s.row + r, s.at[0].offset + r * cols, { f: alpha }, rows, rank),
+      );
+    }
+  }
+}

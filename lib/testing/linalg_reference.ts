@@ -170,3 +170,29 @@ export function conditionEstimate(
   const lambdaMin = 1 / power((v) => choleskySolveReference(l, v, d));
   return { cond: lambdaMax / lambdaMin, lambdaMax, lambdaMin };
 }
+
+/**
+ * W + α·Σ_k u_k v_kᵀ in f64 (u [rank, d_in], v [rank, d_out] row-major), laid out as {@link outerReference}.
+ */
+export function lowRankReference(
+  w: ArrayLike<number>,
+  u: ArrayLike<number>,
+  v: ArrayLike<number>,
+  rank: number,
+  alpha: number,
+  layout: OuterLayout,
+): Float64Array {
+  const din = u.length / rank, dout = v.length / rank;
+  const [rowVec, colVec, rows, cols] = layout === "in_out" ? [u, v, din, dout] : [v, u, dout, din];
+  if (w.length !== rows * cols) {
+    throw new RangeError(`lowRankReference: W has ${w.length} values, expected ${rows}×${cols}`);
+  }
+  const out = Float64Array.from(w);
+  for (let k = 0; k < rank; k++) {
+    for (let r = 0; r < rows; r++) {
+      const a = alpha * rowVec[k * rows + r];
+      for (let c = 0; c < cols; c++) out[r * cols + c] += a * colVec[k * cols + c];
+    }
+  }
+  return out;
+}
