@@ -1,0 +1,403 @@
+/**
+ * MEMIT and AlphaEdit: a batch of requests written into the MLP down-projections of a range of layers.
+ * 1. z — per request, δ added to the residual stream after the LAST layer of the range at the lookup
+ *    token, optimised exactly like ROME's v* (lib/edit/v_star.ts with `targetInitAt: "residual"`);
+ * 2. for each layer l of the range in order: keys K_l (template-averaged down-projection inputs), cur_z
+ *    (the residual after the last layer on the model that already carries this batch's earlier layers),
+ *    R = (z − cur_z) / (layers left), adj = (λC_l + KᵀK)⁻¹Kᵀ (MEMIT) or the null-space solve (AlphaEdit,
+ *    lib/edit/memit_solve.ts), and ΔW_l = Rᵀ·adj written as its rank-B factors before the next layer;
+ * 3. AlphaEdit, after the batch: the keys recomputed on the edited model join the cache of preserved keys.
+ * All edit algebra is f32 on the GPU; the weight is rounded once per layer (lowRankUpdate). Non-finite
+ * z reruns with f32 activations; a non-finite update is never written.
+ * @module
+ */
+import { Tensor } from "../gpu/tensor.ts";
+import { countNonFinite } from "../ops/elementwise.ts";
+import { lowRankUpdate } from "../ops/outer.ts";
+import type { LoadedModel } from "../model/load.ts";
+import type { Linear, Transformer } from "../model/transformer.ts";
+import type { Stats } from "./covariance.ts";
+import type { MemitHparams } from "./memit_hparams.ts";
+import { type EditRequest, targetText } from "./request.ts";
+import { parseFactToken } from "./lookup.ts";
+import { contextTemplates } from "./templates.ts";
+import { computeVStar, type VStarResult } from "./v_star.ts";
+import { barePrompts, batchKeys, residualAt } from "./memit_keys.ts";
+import { alphaEditAdj, memitAdj, updateCache } from "./memit_solve.ts";
+import type { NullSpace } from "./null_space.ts";
+import { l2 } from "./update.ts";
+
+/** What one layer of a batch computed. */
+export interface MemitLayer {
+  layer: number;
+  weightName: string;
+  /** K [B, d_ff]. */
+  K: Float32Array;
+  /** Keys per (request, template) [B·T, d_ff]. */
+  kTemplates: Float32Array;
+  /** cur_z [B, d_model]. */
+  curZ: Float32Array;
+  /** R [B, d_model] = (z − cur_z) / residDivisor: the value-side factors of ΔW. */
+  resid: Float32Array;
+  /** adj [B, d_ff]: the key-side factors; ΔW = Σ_b resid_b ⊗ adj_b. */
+  adj: Float32Array;
+  residDivisor: number;
+  /** mean_b ‖z_b − cur_z_b‖. */
+  zErrorMean: number;
+  /** ‖ΔW‖_F. */
+  dWFro: number;
+  /** ‖W‖_F of the unedited checkpoint weight. */
+  wFro: number;
+  /** ‖ΔW K − R‖_F / ‖R‖_F: how much of this layer's share the update writes on the batch keys. */
+  dWKMinusResidRel: number;
+  /** AlphaEdit: the rank of P. */
+  nullRank?: number;
+}
+
+/** A finished batch. */
+export interface MemitBatchResult {
+  requests: EditRequest[];
+  targetIds: number[][];
+  /** z per request (v* result with target_init at the residual). */
+  z: VStarResult[];
+  layers: MemitLayer[];
+  fallbacks: string[];
+  warnings: string[];
+  timings: { templates: number; z: number; layers: number; total: number };
+}
+
+const now = () => performance.now() / 1000;
+
+/** Sources of per-layer covariance statistics (MEMIT: C_l; AlphaEdit: P_l from C_l). */
+export interface MemitEditorOptions {
+  /** C per edited layer (MEMIT). */
+  stats?: (layer: number) => Promise<Stats>;
+  /** Null-space projectors per edited layer (AlphaEdit), see lib/edit/null_space.ts. */
+  nullSpaces?: (layer: number) => Promise<NullSpace>;
+  /** Context templates in groups, e.g. the oracle's `[["{}"], [five prefixes]]` (else sampled). */
+  templates?: string[][];
+}
+
+/** Rejects a batch where one (subject, prompt) asks for two different targets. */
+export function checkConflicts(requests: readonly EditRequest[]): void {
+  const seen = new Map<string, number>();
+  requests.forEach((r, i) => {
+    const k = JSON.stringify([r.subject, r.prompt]);
+    const j = seen.get(k);
+    if (j !== undefined && requests[j].targetNew !== r.targetNew) {
+      throw new Error(
+        `requests ${j} and ${i} of the batch edit the same subject ${JSON.stringify(r.subject)} and prompt ` +
+          `${JSON.stringify(r.prompt)} to different targets (${JSON.stringify(requests[j].targetNew)} vs ` +
+          `${
+            JSON.stringify(r.targetNew)
+          }); one least-squares update cannot write both: put them in separate ` +
+          `batches (the later batch wins) or drop one`,
+      );
+    }
+    if (j === undefined) seen.set(k, i);
+  });
+}
+
+/** Applies MEMIT / AlphaEdit batches to a loaded model (sequentially: each batch sees the earlier ones). */
+export class MemitEditor {
+  readonly model: LoadedModel;
+  readonly hp: MemitHparams;
+  /** Batches applied so far. */
+  readonly history: MemitBatchResult[] = [];
+  #templates: string[][] | null;
+  #opts: MemitEditorOptions;
+  #stats = new Map<number, Stats>();
+  #null = new Map<number, NullSpace>();
+  /** AlphaEdit's projected key cache per layer. */
+  #cache = new Map<number, Float32Array>();
+  #wNorm = new Map<string, number>();
+
+  constructor(model: LoadedModel, hp: MemitHparams, opts: MemitEditorOptions = {}) {
+    this.model = model;
+    this.hp = hp;
+    this.#opts = opts;
+    this.#templates = opts.templates ?? null;
+    const n = model.config.numLayers;
+    if (!hp.layers.length) throw new Error(`${hp.source}: layers: at least one layer is needed`);
+    for (const l of hp.layers) {
+      if (!Number.isInteger(l) || l < 0 || l >= n) {
+        throw new Error(`${hp.source}: layers: layer ${l} outside the model's layers 0..${n - 1}`);
+      }
+    }
+    if (hp.algName === "MEMIT" && hp.base.mom2Adjustment && !opts.stats) {
+      throw new Error(`${hp.source}: MEMIT needs covariance statistics per layer (stats)`);
+    }
+    if (hp.algName === "AlphaEdit" && !opts.nullSpaces) {
+      throw new Error(`${hp.source}: AlphaEdit needs the null-space projectors (nullSpaces)`);
+    }
+  }
+
+  /** The down-projection of layer l. */
+  weight(l: number): Linear {
+    return this.model.net.blocks[l].mlpOut;
+  }
+
+  /** Context templates in groups (sampled once per model unless given). */
+  async templates(): Promise<string[][]> {
+    if (!this.#templates) {
+      const spec = this.hp.base.contextTemplateLengthParams;
+      const flat = await contextTemplates(this.model.net, this.#tok(), {
+        lengthParams: spec,
+        seed: this.hp.base.seed,
+        fingerprint: this.model.fingerprint,
+      });
+      const groups: string[][] = [[flat[0]]];
+      let at = 1;
+      for (const [, count] of spec) {
+        const n = Math.max(1, Math.floor(count / 5)) * 5;
+        groups.push(flat.slice(at, at + n));
+        at += n;
+      }
+      this.#templates = groups;
+    }
+    return this.#templates;
+  }
+
+  #tok() {
+    const tok = this.model.tokenizer;
+    if (!tok) throw new Error(`${this.model.dir}: editing needs a tokenizer`);
+    return tok;
+  }
+
+  async #statsOf(l: number): Promise<Stats> {
+    let s = this.#stats.get(l);
+    if (!s) this.#stats.set(l, s = await this.#opts.stats!(l));
+    return s;
+  }
+
+  /** The null space of layer l (AlphaEdit; computed once from the unedited model's C). */
+  async nullSpace(l: number): Promise<NullSpace> {
+    let p = this.#null.get(l);
+    if (!p) this.#null.set(l, p = await this.#opts.nullSpaces!(l));
+    return p;
+  }
+
+  async #weightNorm(name: string): Promise<number> {
+    let n = this.#wNorm.get(name);
+    if (n === undefined) {
+      n = l2((await this.model.checkpoint.readFloat(name, "f32")).data);
+      this.#wNorm.set(name, n);
+    }
+    return n;
+  }
+
+  /** Computes and applies one batch. */
+  async editBatch(requests: EditRequest[]): Promise<MemitBatchResult> {
+    if (!requests.length) throw new Error("an empty batch of requests");
+    checkConflicts(requests);
+    const tok = this.#tok(), hp = this.hp, base = hp.base;
+    const t0 = now();
+    const groups = await this.templates();
+    const flat = groups.flat();
+    const t1 = now();
+    const factToken = parseFactToken(base.factToken, `${hp.source}: fact_token`);
+    const zLayer = hp.layers[hp.layers.length - 1];
+    const fallbacks: string[] = [], warnings: string[] = [];
+    const targetIds = requests.map((r) => {
+      const ids = tok.encode(targetText(r.targetNew), { addBos: false });
+      if (!ids.length) throw new Error(`request ${JSON.stringify(r.subject)}: target_new is empty`);
+      return ids;
+    });
+    const settings = {
+      layer: zLayer,
+      factToken,
+      steps: base.vNumGradSteps,
+      lr: base.vLr,
+      weightDecay: base.vWeightDecay,
+      clampNormFactor: base.clampNormFactor,
+      klFactor: base.klFactor,
+      lossBreak: base.lossBreak,
+      targetInitAt: "residual" as const,
+    };
+    const zs: VStarResult[] = [];
+    for (const [i, r] of requests.entries()) {
+      let net: Transformer = this.model.net;
+      let vs = await computeVStar(net, tok, r.prompt, r.subject, targetIds[i], flat, settings);
+      if (vs.nonFinite > 0 && net.act !== "f32") {
+        fallbacks.push(`z[${i}]`);
+        net = net.withPrecision("mixed");
+        vs = await computeVStar(net, tok, r.prompt, r.subject, targetIds[i], flat, settings);
+      }
+      if (vs.nonFinite > 0 || !vs.vStar.every(Number.isFinite)) {
+        throw new Error(`z of request ${i} is non-finite even with f32 activations; no weight was changed`);
+      }
+      zs.push(vs);
+    }
+    const t2 = now();
+    const net = this.model.net;
+    const B = requests.length, dm = net.config.hiddenSize, dff = net.config.intermediateSize;
+    const bare = barePrompts(tok, requests, factToken);
+    const layers: MemitLayer[] = [];
+    const applied: MemitLayer[] = [];
+    try {
+      for (const [i, l] of hp.layers.entries()) {
+        const keys = await batchKeys(net, tok, requests, groups, l, factToken);
+        const curZ = await residualAt(net, bare, zLayer);
+        const div = hp.layers.length - i;
+        const resid = new Float32Array(B * dm);
+        let zErr = 0;
+        for (let b = 0; b < B; b++) {
+          let e = 0;
+          for (let j = 0; j < dm; j++) {
+            const t = zs[b].vStar[j] - curZ[b * dm + j];
+            resid[b * dm + j] = t / div;
+            e += t * t;
+          }
+          zErr += Math.sqrt(e) / B;
+        }
+        let adj: Float32Array, nullRank: number | undefined;
+        if (hp.algName === "MEMIT") {
+          if (!base.mom2Adjustment) {
+            throw new Error(`${hp.source}: mom2_adjustment: false is not supported by MEMIT`);
+          }
+          adj = await memitAdj((await this.#statsOf(l)).c, keys.K, B, hp.mom2UpdateWeight);
+        } else {
+          const ns = await this.nullSpace(l);
+          nullRank = ns.rank;
+          adj = await alphaEditAdj(ns.u0, this.#cache.get(l) ?? null, keys.K, B, hp.l2);
+        }
+        if (!adj.every(Number.isFinite) || !resid.every(Number.isFinite)) {
+          throw new Error(
+            `layer ${l}: the update has non-finite values; no weight of this layer was changed`,
+          );
+        }
+        const w = this.weight(l);
+        const rec: MemitLayer = {
+          layer: l,
+          weightName: w.name,
+          K: keys.K,
+          kTemplates: keys.kTemplates,
+          curZ,
+          resid,
+          adj,
+          residDivisor: div,
+          zErrorMean: zErr,
+          ...lowRankNorms(resid, adj, keys.K, B, dm, dff),
+          wFro: await this.#weightNorm(w.name),
+          nullRank,
+        };
+        if (rec.dWFro > rec.wFro) {
+          warnings.push(`layer ${l}: ‖ΔW‖/‖W‖ = ${(rec.dWFro / rec.wFro).toFixed(3)} > 1`);
+        }
+        await applyFactors(w, resid, adj, B, 1);
+        applied.push(rec);
+        const bad = await countNonFinite(w.w);
+        if (bad) {
+          throw new Error(
+            `layer ${l}: applying the update made ${bad} weight values non-finite (${w.w.dtype})`,
+          );
+        }
+        layers.push(rec);
+      }
+    } catch (e) {
+      // nothing half-written: the layers of this batch that were written are reverted exactly
+      if (applied.length) await this.#rebuild(new Set(applied.map((a) => a.weightName)));
+      throw e;
+    }
+    if (hp.algName === "AlphaEdit") {
+      for (const l of hp.layers) {
+        const after = await batchKeys(net, tok, requests, groups, l, factToken);
+        const ns = await this.nullSpace(l);
+        this.#cache.set(l, await updateCache(ns.u0, this.#cache.get(l) ?? null, after.K, B));
+      }
+    }
+    const t3 = now();
+    const result: MemitBatchResult = {
+      requests,
+      targetIds,
+      z: zs,
+      layers,
+      fallbacks,
+      warnings,
+      timings: { templates: t1 - t0, z: t2 - t1, layers: t3 - t2, total: t3 - t0 },
+    };
+    this.history.push(result);
+    return result;
+  }
+
+  /** Reloads weights from the checkpoint and reapplies the history's factors to them. */
+  async #rebuild(names: Set<string>): Promise<void> {
+    for (const name of names) {
+      const blk = this.model.net.blocks.find((b) => b.mlpOut.name === name)!;
+      const r = await this.model.checkpoint.readFloat(name, blk.mlpOut.w.dtype);
+      blk.mlpOut.w.write(r.data);
+      await blk.mlpOut.w.gpu.sync();
+      for (const h of this.history) {
+        for (const L of h.layers) {
+          if (L.weightName === name) await applyFactors(blk.mlpOut, L.resid, L.adj, h.requests.length, 1);
+        }
+      }
+    }
+  }
+
+  /** Restores every edited weight to the checkpoint, clears the history and AlphaEdit's key cache. */
+  async restore(): Promise<void> {
+    const names = new Set(this.history.flatMap((h) => h.layers.map((l) => l.weightName)));
+    this.history.length = 0;
+    this.#cache.clear();
+    await this.#rebuild(names);
+  }
+
+  /** Releases the statistics and projectors this editor loaded. */
+  dispose(): void {
+    for (const s of this.#stats.values()) s.c.dispose();
+    for (const p of this.#null.values()) p.u0.dispose();
+    this.#stats.clear(), this.#null.clear();
+  }
+}
+
+/** W += α·Σ_b adj_b ⊗ resid_b in W's layout (one rounding). */
+export async function applyFactors(
+  w: Linear,
+  resid: Float32Array,
+  adj: Float32Array,
+  B: number,
+  alpha: number,
+): Promise<void> {
+  const gpu = w.w.gpu;
+  const dm = resid.length / B, dff = adj.length / B;
+  const u = Tensor.from(gpu, adj, [B, dff], "f32", { name: "memit.adj" });
+  const v = Tensor.from(gpu, resid, [B, dm], "f32", { name: "memit.resid" });
+  await lowRankUpdate(w.w, u, v, alpha, { layout: w.layout });
+  await gpu.sync();
+  u.dispose(), v.dispose();
+}
+
+/** ‖ΔW‖_F and ‖ΔW K − R‖/‖R‖ from the factors (host f64; B² dot products). */
+export function lowRankNorms(
+  resid: Float32Array,
+  adj: Float32Array,
+  K: Float32Array,
+  B: number,
+  dm: number,
+  dff: number,
+): { dWFro: number; dWKMinusResidRel: number } {
+  const dot = (x: Float32Array, i: number, y: Float32Array, j: number, d: number) => {
+    let s = 0;
+    for (let t = 0; t < d; t++) s += x[i * d + t] * y[j * d + t];
+    return s;
+  };
+  let fro = 0;
+  const M = new Float64Array(B * B); // M[a, b] = adj_a · K_b
+  for (let a = 0; a < B; a++) {
+    for (let b = 0; b < B; b++) {
+      fro += dot(resid, a, resid, b, dm) * dot(adj, a, adj, b, dff);
+      M[a * B + b] = dot(adj, a, K, b, dff);
+    }
+  }
+  let num = 0, den = 0;
+  for (let b = 0; b < B; b++) {
+    for (let j = 0; j < dm; j++) {
+      let s = 0;
+      for (let a = 0; a < B; a++) s += resid[a * dm + j] * M[a * B + b];
+      const r = resid[b * dm + j];
+      num += (s - r) ** 2, den += r * r;
+    }
+  }
+  return { dWFro: Math.sqrt(Math.max(0, fro)), dWKMinusResidRel: Math.sqrt(num / den) };
+}
