@@ -10,7 +10,6 @@
  * (≈10× the measured f32-vs-f64 error of the reference, and above its f32-solve error).
  */
 import assert from "node:assert/strict";
-import { computeVStar, type VStarResult } from "../../lib/edit/v_star.ts";
 import { loadStatsFile } from "../../lib/edit/covariance.ts";
 import { barePrompts, batchKeys, residualAt } from "../../lib/edit/memit_keys.ts";
 import { memitAdj } from "../../lib/edit/memit_solve.ts";
@@ -18,33 +17,7 @@ import { applyFactors } from "../../lib/edit/memit.ts";
 import { Tensor } from "../../lib/gpu/tensor.ts";
 import { matmul } from "../../lib/ops/matmul.ts";
 import { sharedPath } from "../_util.ts";
-import { type Json, relErr } from "./_oracle.ts";
-import { loadMemitOracle, requestOf, scoreRecord } from "./_memit_oracle.ts";
-
-const TOL = {
-  targetInit: 1e-4,
-  kTemplates: 5e-4,
-  K: 5e-4,
-  CK: 1e-3,
-  curZ: 1e-3,
-  delta: 2e-3,
-  z: 1e-3,
-  resid: 2e-3,
-  adj: 2e-3,
-  dW: 2e-3,
-  nll: 1e-3,
-  kl: 5e-4,
-  deltaNorm: 1e-3,
-  top10: 1e-3,
-  lp: 5e-3,
-};
-
-function check(label: string, got: ArrayLike<number>, want: Float32Array | undefined, tol: number): void {
-  assert.ok(want, `${label}: missing in the oracle`);
-  assert.equal(got.length, want.length, `${label}: length`);
-  const e = relErr(got, want);
-  assert.ok(e < tol, `${label}: max rel. error ${e.toExponential(3)} ≥ ${tol}`);
-}
+import { check, checkPost, checkZ, loadMemitOracle, requestOf, TOL, zOf } from "./_memit_oracle.ts";
 
 for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
   Deno.test(`MEMIT on ${name} matches the PyTorch oracle stage by stage (batch of 4, f32)`, async () => {
@@ -63,52 +36,23 @@ for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
     const requests = run.case_ids.map((id: number) => requestOf(s, id));
     const B = requests.length;
     try {
-      // z per request
-      const zs: VStarResult[] = [];
+      // z per request: request 0 optimised in full (all 20 forwards); requests 1–3 for their first 3
+      // forwards (the trajectory is checked), then the oracle's z is used for them downstream (keeps the
+      // test short on a CPU adapter: the full z of 4 requests is ~2 CPU minutes)
+      const z = new Float32Array(B * dm);
       for (const [i, req] of requests.entries()) {
         const o = run.requests[i];
         assert.deepEqual(tok.encode(" " + req.targetNew, { addBos: false }), o.target_new_ids, "target ids");
-        const vs = await computeVStar(net, tok, req.prompt, req.subject, o.target_new_ids, groups.flat(), {
-          layer: zLayer,
-          factToken: "subject_last",
-          steps: s.hp.base.vNumGradSteps,
-          lr: s.hp.base.vLr,
-          weightDecay: s.hp.base.vWeightDecay,
-          clampNormFactor: s.hp.base.clampNormFactor,
-          klFactor: s.hp.base.klFactor,
-          lossBreak: s.hp.base.lossBreak,
-          targetInitAt: "residual",
-        });
-        vs.rows.forEach((row, j) => {
-          const w = o.rewriting_and_kl_prompts[j];
-          assert.deepEqual(row.ids, w.ids, `request ${i} row ${j} ids`);
-          assert.equal(row.lookup, w.lookup_idx, `request ${i} row ${j} lookup`);
-          if (w.target_positions) assert.deepEqual(row.targetPositions, w.target_positions);
-        });
-        assert.equal(vs.steps.length, o.z_opt.n_forwards, `request ${i} forwards`);
-        vs.steps.forEach((st, j) => {
-          const w = o.z_opt.steps[j];
-          assert.ok(
-            Math.abs(st.nll - w.nll) <= TOL.nll * Math.abs(w.nll) + 1e-5,
-            `z step ${j} nll ${st.nll} vs ${w.nll}`,
-          );
-          assert.ok(Math.abs(st.kl - w.kl) <= TOL.kl, `z step ${j} kl ${st.kl} vs ${w.kl}`);
-          assert.ok(
-            Math.abs(st.deltaNorm - w.delta_norm) <= TOL.deltaNorm * Math.abs(w.delta_norm) + 1e-5,
-            `z step ${j} ‖δ‖ ${st.deltaNorm} vs ${w.delta_norm}`,
-          );
-        });
-        zs.push(vs);
+        const vs = await zOf(s, req, o.target_new_ids, i === 0 ? s.hp.base.vNumGradSteps : 3);
+        checkZ(vs, o, `request ${i}`, i === 0);
+        const row = (n: string) => T(n)!.subarray(i * dm, (i + 1) * dm);
+        check(`target_init[${i}]`, vs.targetInit, row("target_init"), TOL.targetInit);
+        if (i === 0) {
+          check("δ[0]", vs.delta, row("delta"), TOL.delta);
+          check("z[0]", vs.vStar, row("z"), TOL.z);
+          z.set(vs.vStar, 0);
+        } else z.set(row("z"), i * dm);
       }
-      const rowsOf = (f: (v: VStarResult) => Float32Array) => {
-        const out = new Float32Array(B * dm);
-        zs.forEach((v, b) => out.set(f(v), b * dm));
-        return out;
-      };
-      check("target_init", rowsOf((v) => v.targetInit), T("target_init"), TOL.targetInit);
-      check("δ", rowsOf((v) => v.delta), T("delta"), TOL.delta);
-      const z = rowsOf((v) => v.vStar);
-      check("z", z, T("z"), TOL.z);
 
       const bare = barePrompts(tok, requests, "subject_last");
       bare.forEach((p, b) => {
@@ -159,51 +103,9 @@ for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
         await applyFactors(w, resid, adj, B, 1);
       }
       stats.c.dispose();
-      // post-edit: log-probs, top-10 of the bare prompt and the success pattern
-      for (const id of run.case_ids) {
-        const want = run.post[String(id)];
-        const got = await scoreRecord(s, id);
-        for (const g of ["efficacy", "paraphrase", "neighborhood"]) {
-          for (const k of ["lp_new", "lp_true"]) {
-            const a: number[] = got[g][k], e: number[] = want.logprobs[g][k];
-            a.forEach((x, j) => {
-              assert.ok(
-                Math.abs(x - e[j]) <= TOL.lp * Math.max(1, Math.abs(e[j])),
-                `case ${id} ${g} ${k}[${j}]: ${x} vs ${e[j]}`,
-              );
-            });
-          }
-          const score = (lpN: number[], lpT: number[], neigh: boolean) =>
-            lpN.reduce((acc, n, j) => acc + ((neigh ? lpT[j] > n : n > lpT[j]) ? 1 : 0), 0) / lpN.length;
-          const key = g === "efficacy"
-            ? "efficacy_score"
-            : g === "paraphrase"
-            ? "paraphrase_score"
-            : "neighborhood_score";
-          assert.equal(
-            score(got[g].lp_new, got[g].lp_true, g === "neighborhood"),
-            want.metrics[key],
-            `case ${id} ${key}`,
-          );
-        }
-        const req = requestOf(s, id);
-        const top = await topTen(s, req.prompt.replace("{}", () => req.subject));
-        assert.deepEqual(top.ids, want.top10_ids, `case ${id} top-10 ids`);
-        check(`case ${id} top-10 logits`, top.logits, Float32Array.from(want.top10_logits), TOL.top10);
-      }
+      for (const id of run.case_ids) await checkPost(s, id, run.post[String(id)]);
     } finally {
       await s.model.dispose();
     }
   });
-}
-
-/** The 10 largest next-token logits of a prompt. */
-async function topTen(s: { model: Json }, text: string): Promise<{ ids: number[]; logits: number[] }> {
-  const { padBatch } = await import("../../lib/model/transformer.ts");
-  const tok = s.model.tokenizer;
-  const res = await s.model.net.forward(padBatch([tok.encode(text)]), { logitRows: "last" });
-  const l: Float32Array = await res.logits.read();
-  res.logits.dispose();
-  const idx = [...l.keys()].sort((a, b) => l[b] - l[a]).slice(0, 10);
-  return { ids: idx, logits: idx.map((i) => l[i]) };
 }
