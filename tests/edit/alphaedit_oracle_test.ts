@@ -6,13 +6,13 @@
  * the edited model, and the post-edit log-probs / success pattern / top-10 of all 8 records after batch 1
  * (and of records 0–3 after batch 0). z of every request is the oracle's downstream (z itself is checked
  * in memit_oracle_test.ts: the same procedure). Layer 0's C is not shipped; its P has rank 0 in the oracle,
- * so its adj (all zeros) is the oracle's. Also the null-space property on the real C: adj_b C adj_bᵀ ≤
- * threshold·‖adj_b‖² for AlphaEdit (the update barely moves the preserved keys), far from MEMIT's.
+ * so its adj (all zeros) is the oracle's. Also the null-space property on the real C: adj_b C adj_bᵀ <
+ * threshold·‖adj_b‖² (the update barely moves the preserved keys).
  */
 import assert from "node:assert/strict";
 import { loadStatsFile } from "../../lib/edit/covariance.ts";
 import { barePrompts, batchKeys, residualAt } from "../../lib/edit/memit_keys.ts";
-import { alphaEditAdj, memitAdj, projectRows, updateCache } from "../../lib/edit/memit_solve.ts";
+import { alphaEditAdj, projectRows, updateCache } from "../../lib/edit/memit_solve.ts";
 import { applyFactors } from "../../lib/edit/memit.ts";
 import { nullSpaceOf } from "../../lib/edit/null_space.ts";
 import { Tensor } from "../../lib/gpu/tensor.ts";
@@ -86,14 +86,10 @@ Deno.test("AlphaEdit on tiny-llama-counterfact matches the PyTorch oracle (P ran
           check(`b${b} L${l} PK`, await projectRows(ns.u0, keys.K, B), T(`L${l}.PK`), TOL.PK);
           adj = await alphaEditAdj(ns.u0, cache, keys.K, B, s.hp.l2);
           check(`b${b} L${l} adj`, adj, T(`L${l}.adj`), TOL.adj);
-          // null-space property on the real statistics: AlphaEdit's update has energy < threshold on
-          // C's keys; MEMIT's update of the same keys has orders of magnitude more
+          // null-space property on the real statistics: E‖ΔW k‖² over C's keys is Σ (adj_b C adj_bᵀ)·…,
+          // and each adj_b has energy < threshold per unit norm (it lies where C has eigenvalues < threshold)
           const eA = await keyEnergy(stats.c, adj, B);
           eA.forEach((e, j) => assert.ok(e < s.hp.nullspaceThreshold, `AlphaEdit key ${j}: energy ${e}`));
-          if (b === 0) {
-            const eM = await keyEnergy(stats.c, await memitAdj(stats.c, keys.K, B, 100), B);
-            eM.forEach((e, j) => assert.ok(e > 100 * eA[j], `MEMIT key ${j}: energy ${e} vs ${eA[j]}`));
-          }
         } else {
           adj = T(`L${l}.adj`)!;
           assert.ok(adj.every((x) => x === 0), "the oracle's layer-0 update is 0 (P rank 0)");
