@@ -14,6 +14,8 @@ import type { LoadedModel } from "../model/load.ts";
 import type { Linear } from "../model/transformer.ts";
 import type { EditRequest } from "./request.ts";
 import { applyRankOne } from "./update.ts";
+import { Tensor } from "../gpu/tensor.ts";
+import { lowRankUpdate } from "../ops/outer.ts";
 
 /** ΔW = Σᵢ uᵢ rᵢᵀ (in, out terms), factors row-major in f32. */
 export interface LowRankDelta {
@@ -120,6 +122,16 @@ export async function applyEdit(
 ): Promise<void> {
   const w = checkApplicable(model, e, where);
   const { rank, dIn, dOut, u, r } = e.delta;
+  if (rank > 1) {
+    // a batch edit's factors in one pass: Σᵢ accumulated in f32, W rounded once (lowRankUpdate)
+    const gpu = w.w.gpu;
+    const tu = Tensor.from(gpu, u, [rank, dIn], "f32", { name: "edit.u" });
+    const tr = Tensor.from(gpu, r, [rank, dOut], "f32", { name: "edit.r" });
+    await lowRankUpdate(w.w, tu, tr, alpha, { layout: w.layout });
+    await gpu.sync();
+    tu.dispose(), tr.dispose();
+    return;
+  }
   for (let i = 0; i < rank; i++) {
     await applyRankOne(
       w,

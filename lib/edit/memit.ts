@@ -24,8 +24,10 @@ import { contextTemplates } from "./templates.ts";
 import { computeVStar, type VStarResult } from "./v_star.ts";
 import { barePrompts, batchKeys, residualAt } from "./memit_keys.ts";
 import { alphaEditAdj, memitAdj, updateCache } from "./memit_solve.ts";
-import type { NullSpace } from "./null_space.ts";
+import { checkEditSettings } from "./checks.ts";
+import { checkNullRanks, type NullSpace } from "./null_space.ts";
 import { l2 } from "./update.ts";
+import { type AppliedEdit, applyEdit, applyEdits, restoreWeights } from "./applied.ts";
 
 /** What one layer of a batch computed. */
 export interface MemitLayer {
@@ -102,8 +104,10 @@ export function checkConflicts(requests: readonly EditRequest[]): void {
 export class MemitEditor {
   readonly model: LoadedModel;
   readonly hp: MemitHparams;
-  /** Batches applied so far. */
-  readonly history: MemitBatchResult[] = [];
+  /** Reports of the batches applied so far. */
+  readonly reports: MemitBatchResult[] = [];
+  /** What is applied (one entry per layer per batch, factors of rank B): saved, reloaded, reverted. */
+  readonly history: AppliedEdit[] = [];
   #templates: string[][] | null;
   #opts: MemitEditorOptions;
   #stats = new Map<number, Stats>();
@@ -111,6 +115,7 @@ export class MemitEditor {
   /** AlphaEdit's projected key cache per layer. */
   #cache = new Map<number, Float32Array>();
   #wNorm = new Map<string, number>();
+  #nullWarnings: string[] = [];
 
   constructor(model: LoadedModel, hp: MemitHparams, opts: MemitEditorOptions = {}) {
     this.model = model;
@@ -124,6 +129,8 @@ export class MemitEditor {
         throw new Error(`${hp.source}: layers: layer ${l} outside the model's layers 0..${n - 1}`);
       }
     }
+    // the module templates, v_loss_layer, template lengths: ROME's checks, layer by layer
+    for (const l of hp.layers) checkEditSettings(model, { ...hp.base, layers: [l] });
     if (hp.algName === "MEMIT" && hp.base.mom2Adjustment && !opts.stats) {
       throw new Error(`${hp.source}: MEMIT needs covariance statistics per layer (stats)`);
     }
@@ -194,10 +201,21 @@ export class MemitEditor {
     const t0 = now();
     const groups = await this.templates();
     const flat = groups.flat();
+    if (hp.algName === "AlphaEdit" && !this.history.length) {
+      // an empty null space everywhere is an error before any work; per layer it is a warning
+      const ranks = new Map<number, number>();
+      for (const l of hp.layers) ranks.set(l, (await this.nullSpace(l)).rank);
+      this.#nullWarnings = checkNullRanks(
+        ranks,
+        this.model.config.intermediateSize,
+        hp.nullspaceThreshold,
+        hp.source,
+      );
+    }
     const t1 = now();
     const factToken = parseFactToken(base.factToken, `${hp.source}: fact_token`);
     const zLayer = hp.layers[hp.layers.length - 1];
-    const fallbacks: string[] = [], warnings: string[] = [];
+    const fallbacks: string[] = [], warnings: string[] = [...this.#nullWarnings];
     const targetIds = requests.map((r) => {
       const ids = tok.encode(targetText(r.targetNew), { addBos: false });
       if (!ids.length) throw new Error(`request ${JSON.stringify(r.subject)}: target_new is empty`);
@@ -233,7 +251,8 @@ export class MemitEditor {
     const B = requests.length, dm = net.config.hiddenSize, dff = net.config.intermediateSize;
     const bare = barePrompts(tok, requests, factToken);
     const layers: MemitLayer[] = [];
-    const applied: MemitLayer[] = [];
+    const applied: AppliedEdit[] = [];
+    const batch = (this.history.at(-1)?.batch ?? -1) + 1;
     try {
       for (const [i, l] of hp.layers.entries()) {
         const keys = await batchKeys(net, tok, requests, groups, l, factToken);
@@ -284,8 +303,17 @@ export class MemitEditor {
         if (rec.dWFro > rec.wFro) {
           warnings.push(`layer ${l}: ‖ΔW‖/‖W‖ = ${(rec.dWFro / rec.wFro).toFixed(3)} > 1`);
         }
-        await applyFactors(w, resid, adj, B, 1);
-        applied.push(rec);
+        const entry: AppliedEdit = {
+          method: hp.algName === "MEMIT" ? "memit" : "alphaedit",
+          layer: l,
+          weightName: w.name,
+          delta: { rank: B, dIn: dff, dOut: dm, u: adj, r: resid },
+          requests,
+          fingerprint: this.model.fingerprint,
+          batch,
+        };
+        await applyEdit(this.model, entry, 1, `${hp.algName} layer ${l}`);
+        applied.push(entry);
         const bad = await countNonFinite(w.w);
         if (bad) {
           throw new Error(
@@ -296,9 +324,10 @@ export class MemitEditor {
       }
     } catch (e) {
       // nothing half-written: the layers of this batch that were written are reverted exactly
-      if (applied.length) await this.#rebuild(new Set(applied.map((a) => a.weightName)));
+      if (applied.length) await this.#rebuild(applied);
       throw e;
     }
+    this.history.push(...applied);
     if (hp.algName === "AlphaEdit") {
       for (const l of hp.layers) {
         const after = await batchKeys(net, tok, requests, groups, l, factToken);
@@ -316,31 +345,23 @@ export class MemitEditor {
       warnings,
       timings: { templates: t1 - t0, z: t2 - t1, layers: t3 - t2, total: t3 - t0 },
     };
-    this.history.push(result);
+    this.reports.push(result);
     return result;
   }
 
-  /** Reloads weights from the checkpoint and reapplies the history's factors to them. */
-  async #rebuild(names: Set<string>): Promise<void> {
-    for (const name of names) {
-      const blk = this.model.net.blocks.find((b) => b.mlpOut.name === name)!;
-      const r = await this.model.checkpoint.readFloat(name, blk.mlpOut.w.dtype);
-      blk.mlpOut.w.write(r.data);
-      await blk.mlpOut.w.gpu.sync();
-      for (const h of this.history) {
-        for (const L of h.layers) {
-          if (L.weightName === name) await applyFactors(blk.mlpOut, L.resid, L.adj, h.requests.length, 1);
-        }
-      }
-    }
+  /** Puts the checkpoint's values back into the weights `touched` uses and reapplies the history there. */
+  async #rebuild(touched: readonly AppliedEdit[]): Promise<void> {
+    const names = new Set(touched.map((e) => e.weightName));
+    await restoreWeights(this.model, touched);
+    await applyEdits(this.model, this.history.filter((e) => names.has(e.weightName)));
   }
 
   /** Restores every edited weight to the checkpoint, clears the history and AlphaEdit's key cache. */
   async restore(): Promise<void> {
-    const names = new Set(this.history.flatMap((h) => h.layers.map((l) => l.weightName)));
-    this.history.length = 0;
+    const all = this.history.splice(0);
+    this.reports.length = 0;
     this.#cache.clear();
-    await this.#rebuild(names);
+    await restoreWeights(this.model, all);
   }
 
   /** Releases the statistics and projectors this editor loaded. */
