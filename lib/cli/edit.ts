@@ -12,6 +12,7 @@ import { collectStats, loadStatsFile, type Stats } from "../edit/covariance.ts";
 import { type EditResult, RomeEditor } from "../edit/rome.ts";
 import { exportCheckpoint, saveEdits } from "../edit/edits_io.ts";
 import { parseFlags, parseSet, required, UsageError } from "./args.ts";
+import { isBatchConfig } from "./batch_detect.ts";
 import { checkEditSettings, checkRequestFits } from "../edit/checks.ts";
 import { checkWritable, writeFileAtomic } from "../util/fs.ts";
 import { keyValueResidual, updateKey } from "../edit/update.ts";
@@ -139,6 +140,7 @@ function describe(result: EditResult): string {
 
 /** Runs the command. */
 export async function editCommand(args: string[]): Promise<void> {
+  if (await isBatchConfig(args)) return await (await import("./batch.ts")).batchEditCommand(args);
   const v = parseFlags("edit", args, {
     hparams: { type: "string" },
     model: { type: "string" },

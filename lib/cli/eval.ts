@@ -46,6 +46,7 @@ import { checkEditSettings } from "../edit/checks.ts";
 import { checkRecordsFit } from "../eval/checks.ts";
 import { Progress } from "./progress.ts";
 import { parseShardFlag } from "./shard.ts";
+import { isBatchConfig } from "./batch_detect.ts";
 
 /** Usage text. */
 export const EVAL_USAGE: string =
@@ -69,6 +70,7 @@ export const EVAL_USAGE: string =
   --compare DIRS      comma-separated run directories shown side by side in report.html
   --quiet             no progress output
   --profile           GPU time per op and stage (timestamp queries), dispatch and readback counts
+  --batch-size N      MEMIT / AlphaEdit configs: requests per batch (with --sequential: the retention curve)
 
 keg eval merge --out DIR SHARD_DIR…    combine the shards of one run into DIR (summary as one run)
 keg eval report --out DIR [--compare DIRS] [RUN_DIR…]   re-render DIR's summary and report (DIR may hold
@@ -179,6 +181,7 @@ async function readAndRepair(path: string): Promise<unknown[]> {
 export async function evalCommand(args: string[]): Promise<void> {
   if (args[0] === "merge") return await mergeCommand(args.slice(1));
   if (args[0] === "report") return await reportCommand(args.slice(1));
+  if (await isBatchConfig(args)) return await (await import("./batch.ts")).batchEvalCommand(args);
   const v = parseFlags("eval", args, {
     hparams: { type: "string" },
     model: { type: "string" },

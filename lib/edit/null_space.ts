@@ -6,6 +6,9 @@
  */
 import { Tensor } from "../gpu/tensor.ts";
 import { eigenReference } from "../ops/eigen_reference.ts";
+import { openSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors.ts";
+import { cacheDir, sha256Hex } from "../util/fs.ts";
+import type { Stats } from "./covariance.ts";
 import { type EigenOptions, selectColumns, symmetricEigen } from "../ops/eigen.ts";
 
 /** The null-space basis of one layer. */
@@ -136,4 +139,43 @@ export function checkNullRanks(
     if (r === d) out.push(`layer ${l}: every eigenvalue of C is below ${threshold}: P = I preserves nothing`);
   }
   return out;
+}
+
+/**
+ * {@link nullSpaceOf} cached on disk (`~/.cache/keg/nullspace`), keyed by the statistics' file (path, size,
+ * modification time) and the threshold: U₀ and the eigenvalues in a safetensors file (write-then-rename).
+ */
+export async function cachedNullSpace(
+  stats: Stats,
+  threshold: number,
+): Promise<NullSpace & { cached: boolean }> {
+  let id = stats.path;
+  try {
+    const st = await Deno.stat(stats.path);
+    id += `|${st.size}|${st.mtime?.getTime()}`;
+  } catch { /* not a file: path only */ }
+  const key = (await sha256Hex(JSON.stringify([id, stats.count, threshold, "jacobi-v1"]))).slice(0, 32);
+  const path = `${await cacheDir("nullspace")}/${key}.safetensors`;
+  const gpu = stats.c.gpu, d = stats.c.shape[0];
+  try {
+    const f = await openSafetensors(path);
+    try {
+      const ev = (await f.readFloat("eigenvalues", "f32")).data;
+      const rank = Number(f.metadata.rank);
+      const u = rank ? (await f.readFloat("u0", "f32")).data : new Float32Array(0);
+      const u0 = rank ? Tensor.from(gpu, u, [d, rank], "f32") : Tensor.empty(gpu, [d, 0], "f32");
+      return { u0, rank, eigenvalues: ev, threshold, cached: true };
+    } finally {
+      await f.close();
+    }
+  } catch { /* not cached */ }
+  const ns = await nullSpaceOf(stats.c, threshold);
+  const tensors: TensorToWrite[] = [{ name: "eigenvalues", dtype: "F32", shape: [d], data: ns.eigenvalues }];
+  if (ns.rank) tensors.push({ name: "u0", dtype: "F32", shape: [d, ns.rank], data: await ns.u0.read() });
+  await writeSafetensors(path, tensors, {
+    rank: String(ns.rank),
+    threshold: String(threshold),
+    stats: stats.path,
+  });
+  return { ...ns, cached: false };
 }

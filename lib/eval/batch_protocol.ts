@@ -1,0 +1,166 @@
+/**
+ * Batch editing evaluation (MEMIT, AlphaEdit): records are edited `batchSize` at a time.
+ * - independent: per batch, pre → one batch edit → post of the batch's records → restore;
+ * - sequential: pre of every record on the unedited model, then batch after batch with edits kept; after
+ *   each batch every batch so far is evaluated again (`retention[b][k]`: mean rewrite accuracy of batch k
+ *   on the model after batch b — the curve AlphaEdit is about); the last row is the `final` phase.
+ * Results are {@link RecordResult} lines like the single-edit protocol's (each record's `edits` entry
+ * carries its batch's per-layer diagnostics and the batch time divided by the batch size).
+ * @module
+ */
+import type { LoadedModel } from "../model/load.ts";
+import type { MemitBatchResult, MemitEditor } from "../edit/memit.ts";
+import type { EditRequest } from "../edit/request.ts";
+import {
+  type EditDiagnostics,
+  evaluatePhase,
+  type FinalResult,
+  type FluencyOptions,
+  type IndexedRecord,
+  type PhaseEval,
+  type RecordResult,
+  toEditorRequest,
+} from "./protocol.ts";
+
+/** One row of the retention curve. */
+export interface RetentionRow {
+  /** The batch just applied. */
+  after: number;
+  /** Per earlier batch k ≤ after: mean rewrite accuracy, paraphrase accuracy and locality. */
+  rewrite: number[];
+  rephrase: number[];
+  locality: number[];
+}
+
+/** Options of {@link runBatchProtocol}. */
+export interface BatchRunOptions {
+  batchSize: number;
+  sequential: boolean;
+  fluency?: FluencyOptions | null;
+  onRecord: (r: RecordResult) => void | Promise<void>;
+  onFinal?: (f: FinalResult) => void | Promise<void>;
+  onRetention?: (row: RetentionRow) => void | Promise<void>;
+  onProgress?: (batchesDone: number, batches: number, last?: MemitBatchResult) => void;
+}
+
+const mean = (xs: number[]) => xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+const first = (x: number[] | undefined) => x?.length ? mean(x) : NaN;
+
+function diagnostics(res: MemitBatchResult, i: number, method: string): EditDiagnostics {
+  const z = res.z[i].steps;
+  const B = res.requests.length;
+  const dWRel = Math.max(...res.layers.map((l) => l.dWFro / l.wFro));
+  return {
+    subject: res.requests[i].subject,
+    targetNew: res.requests[i].targetNew,
+    layer: res.layers[res.layers.length - 1].layer,
+    weightName: res.layers.map((l) => l.weightName).join(","),
+    update: method,
+    divisionFactor: NaN,
+    dWRel,
+    vNll: [z[0]?.nll ?? NaN, z[z.length - 1]?.nll ?? NaN],
+    vForwards: z.length,
+    fallbacks: [...res.fallbacks],
+    warnings: [...res.warnings],
+    timings: {
+      templates: res.timings.templates / B,
+      kStar: 0,
+      vStar: res.timings.z / B,
+      solve: res.timings.layers / B,
+      update: 0,
+      total: res.timings.total / B,
+    },
+  };
+}
+
+/** Runs the records in batches through `editor` (whose model must be unedited on entry). */
+export async function runBatchProtocol(
+  model: LoadedModel,
+  editor: MemitEditor,
+  items: readonly IndexedRecord[],
+  opts: BatchRunOptions,
+): Promise<RetentionRow[]> {
+  if (!(opts.batchSize >= 1)) throw new Error(`--batch-size must be ≥ 1, got ${opts.batchSize}`);
+  const sorted = [...items].sort((a, b) => a.index - b.index);
+  const batches: IndexedRecord[][] = [];
+  for (let i = 0; i < sorted.length; i += opts.batchSize) batches.push(sorted.slice(i, i + opts.batchSize));
+  const phase = { fluency: opts.fluency ?? null };
+  const method = editor.hp.algName === "MEMIT" ? "memit" : "alphaedit";
+  const pres = new Map<number, PhaseEval>();
+  const evalAll = async (its: IndexedRecord[]) => {
+    for (const it of its) {
+      if (!pres.has(it.index)) pres.set(it.index, await evaluatePhase(model, it.record, phase));
+    }
+  };
+  if (opts.sequential) await evalAll(sorted);
+  const retention: RetentionRow[] = [];
+  opts.onProgress?.(0, batches.length);
+  for (const [b, batch] of batches.entries()) {
+    if (!opts.sequential) await evalAll(batch);
+    const requests: EditRequest[] = batch.map((it) => toEditorRequest(it.record.request, it.record.caseId));
+    const t0 = performance.now();
+    let res: MemitBatchResult | null = null, error: string | undefined;
+    try {
+      res = await editor.editBatch(requests);
+    } catch (e) {
+      error = (e as Error).message;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    for (const [i, it] of batch.entries()) {
+      const pre = pres.get(it.index)!;
+      const t1 = performance.now();
+      const post = await evaluatePhase(model, it.record, { ...phase, reference: pre.localityIds });
+      const r: RecordResult = {
+        index: it.index,
+        caseId: it.record.caseId,
+        format: it.record.format,
+        request: it.record.request,
+        protocol: opts.sequential ? "sequential" : "independent",
+        pre: pre.metrics,
+        post: post.metrics,
+        edits: res ? [diagnostics(res, i, method)] : [],
+        time: seconds / batch.length,
+        evalSeconds: (performance.now() - t1) / 1000,
+        memory: model.net.devices.map((g) => ({
+          device: g.label,
+          liveBytes: g.memory().liveBytes,
+          peakBytes: g.memory().peakBytes,
+        })),
+      };
+      if (error !== undefined) r.error = error;
+      if (opts.sequential) r.localityPre = pre.localityIds;
+      await opts.onRecord(r);
+    }
+    if (opts.sequential) {
+      const row: RetentionRow = { after: b, rewrite: [], rephrase: [], locality: [] };
+      const last = b === batches.length - 1;
+      for (const earlier of batches.slice(0, b + 1)) {
+        const ms = [];
+        for (const it of earlier) {
+          const m = (await evaluatePhase(model, it.record, {
+            ...phase,
+            reference: pres.get(it.index)!.localityIds,
+          })).metrics;
+          ms.push(m);
+          if (last) {
+            await opts.onFinal?.({
+              index: it.index,
+              caseId: it.record.caseId,
+              editsApplied: sorted.length,
+              final: m,
+            });
+          }
+        }
+        row.rewrite.push(mean(ms.map((m) => first(m.rewriteAcc))));
+        row.rephrase.push(mean(ms.map((m) => first(m.rephraseAcc))));
+        row.locality.push(mean(ms.map((m) => mean(Object.values(m.locality ?? {}).flat()))));
+      }
+      retention.push(row);
+      await opts.onRetention?.(row);
+    } else if (editor.history.length) {
+      await editor.restore();
+    }
+    opts.onProgress?.(b + 1, batches.length, res ?? undefined);
+  }
+  return retention;
+}
