@@ -163,3 +163,23 @@ Deno.test("MEMIT / AlphaEdit bad input: layer range, λ ≤ 0, L2, threshold, co
     await model.dispose();
   }
 });
+
+Deno.test("every MEMIT / AlphaEdit config parses with the reference values", async () => {
+  const root = new URL("../../configs/", import.meta.url).pathname;
+  const seen: string[] = [];
+  for (const alg of ["MEMIT", "AlphaEdit"]) {
+    for await (const e of Deno.readDir(`${root}${alg}`)) {
+      const hp = await loadMemitHparams(`${root}${alg}/${e.name}`);
+      assert.equal(hp.algName, alg, e.name);
+      if (alg === "AlphaEdit") assert.ok(hp.nullspaceThreshold > 0 && hp.l2 > 0, e.name);
+      seen.push(`${alg}/${e.name}`);
+    }
+  }
+  const xl = await loadMemitHparams(`${root}MEMIT/gpt2-xl.yaml`);
+  assert.deepEqual(xl.layers, [13, 14, 15, 16, 17]);
+  assert.equal(xl.mom2UpdateWeight, 20000);
+  assert.equal(xl.base.clampNormFactor, 0.75);
+  const l3 = await loadMemitHparams(`${root}AlphaEdit/llama3-8b.yaml`);
+  assert.deepEqual([l3.layers, l3.l2, l3.nullspaceThreshold, l3.base.vLr], [[4, 5, 6, 7, 8], 10, 0.02, 0.1]);
+  assert.equal(seen.length, 10, seen.join(", "));
+});
