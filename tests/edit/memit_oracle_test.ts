@@ -17,7 +17,16 @@ import { applyFactors } from "../../lib/edit/memit.ts";
 import { Tensor } from "../../lib/gpu/tensor.ts";
 import { matmul } from "../../lib/ops/matmul.ts";
 import { sharedPath } from "../_util.ts";
-import { check, checkPost, checkZ, loadMemitOracle, requestOf, TOL, zOf } from "./_memit_oracle.ts";
+import {
+  check,
+  checkPost,
+  checkZ,
+  loadMemitOracle,
+  requestOf,
+  scoreRecord,
+  TOL,
+  zOf,
+} from "./_memit_oracle.ts";
 
 for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
   Deno.test(`MEMIT on ${name} matches the PyTorch oracle stage by stage (batch of 4, f32)`, async () => {
@@ -108,4 +117,62 @@ for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
       await s.model.dispose();
     }
   });
+}
+
+/**
+ * f16 and mixed precision: the same batch with the oracle's z (z's f32 optimisation is checked above), keg's
+ * keys, cur_z, R and solve in the reduced precision; the post-edit ES / PS / NS means over the 4 records must
+ * be within 1 point of the oracle's (the edit algebra is f32 in every mode; only the weights and activations
+ * are stored f16).
+ */
+for (const name of ["tiny-gpt2-counterfact", "tiny-llama-counterfact"]) {
+  for (const precision of ["f16", "mixed"] as const) {
+    Deno.test(`MEMIT on ${name} in ${precision}: post-edit scores within 1 point of the f32 oracle`, async () => {
+      const dir = sharedPath(`models/${name}`);
+      const cf = sharedPath("data/datasets/counterfact-rome/counterfact.json");
+      if (!dir || !cf) return;
+      const s = await loadMemitOracle(dir, name, precision, cf);
+      const net = s.model.net, tok = s.model.tokenizer!;
+      const run = s.oracle.runs.memit[0];
+      const T = (n: string) => s.tensors.get(`memit.b0.${n}`)!;
+      const layers: number[] = s.oracle.layers;
+      const requests = run.case_ids.map((id: number) => requestOf(s, id));
+      const B = requests.length, zLayer = layers[layers.length - 1];
+      try {
+        const bare = barePrompts(tok, requests, "subject_last");
+        const stats = await loadStatsFile(s.model, s.cLayer, s.cFile);
+        for (const [i, l] of layers.entries()) {
+          const keys = await batchKeys(net, tok, requests, s.oracle.context_templates, l, "subject_last");
+          check(`${precision} L${l} K`, keys.K, T(`L${l}.K`), 2e-2);
+          const curZ = await residualAt(net, bare, zLayer);
+          const resid = T("z").map((v, j) => (v - curZ[j]) / (layers.length - i));
+          const adj = l === s.cLayer
+            ? await memitAdj(stats.c, keys.K, B, s.hp.mom2UpdateWeight)
+            : T(`L${l}.adj`);
+          await applyFactors(net.blocks[l].mlpOut, resid, adj, B, 1);
+        }
+        stats.c.dispose();
+        const sums: Record<string, [number, number]> = {};
+        for (const id of run.case_ids) {
+          const got = await scoreRecord(s, id), want = run.post[String(id)];
+          for (const g of ["efficacy", "paraphrase", "neighborhood"]) {
+            const neigh = g === "neighborhood";
+            const lpN: number[] = got[g].lp_new, lpT: number[] = got[g].lp_true;
+            const sc = lpN.reduce((a, n, j) => a + ((neigh ? lpT[j] > n : n > lpT[j]) ? 1 : 0), 0) /
+              lpN.length;
+            const key = `${
+              g === "efficacy" ? "efficacy" : g === "paraphrase" ? "paraphrase" : "neighborhood"
+            }_score`;
+            sums[g] ??= [0, 0];
+            sums[g][0] += sc / B, sums[g][1] += want.metrics[key] / B;
+          }
+        }
+        for (const [g, [a, e]] of Object.entries(sums)) {
+          assert.ok(Math.abs(a - e) <= 0.01 + 1e-9, `${precision} ${g}: ${a} vs the oracle's ${e}`);
+        }
+      } finally {
+        await s.model.dispose();
+      }
+    });
+  }
 }
