@@ -5,7 +5,7 @@
  * @module
  */
 import { Tensor } from "../gpu/tensor.ts";
-import { eigenReference } from "../ops/eigen_reference.ts";
+import { eigenReference } from "../ops/eigen_host.ts";
 import { openSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors.ts";
 import { cacheDir, sha256Hex } from "../util/fs.ts";
 import type { Stats } from "./covariance.ts";

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Tensor } from "../../lib/gpu/tensor.ts";
 import { alphaEditAdj, memitAdj, updateCache } from "../../lib/edit/memit_solve.ts";
 import { checkNullRanks, nullSpaceOf } from "../../lib/edit/null_space.ts";
-import { eigenReference } from "../../lib/ops/eigen_reference.ts";
+import { eigenReference } from "../../lib/ops/eigen_host.ts";
 import { randArray, testGpu } from "../_util.ts";
 import { relErr } from "./_oracle.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import { symmetricEigen } from "../../lib/ops/eigen.ts";
-import { eigenReference } from "../../lib/ops/eigen_reference.ts";
+import { eigenReference } from "../../lib/ops/eigen_host.ts";
 import { randArray, testGpu } from "../_util.ts";
 
 /** A symmetric positive semi-definite XᵀX/k (k rows) with eigenvalues spread over decades, plus a shift. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import type { DType } from "../../lib/gpu/dtype.ts";
-import { lowRankReference } from "../../lib/ops/linalg_reference.ts";
+import { lowRankReference } from "../../lib/testing/linalg_reference.ts";
 import { lowRankUpdate } from "../../lib/ops/outer.ts";
 import { randArray, roundF16, testGpu } from "../_util.ts";
 

@@ -1,6 +1,7 @@
 /**
- * Plain-TS f64 reference of the symmetric eigen-decomposition (cyclic Jacobi, row by row), for tests of
- * shaders/eigen.wgsl and for small matrices on the host.
+ * The symmetric eigen-decomposition in f64 on the host (cyclic Jacobi, row by row): the small k×k problems
+ * of the null space's Rayleigh–Ritz refinement (lib/edit/null_space.ts), and the tests' reference for
+ * shaders/eigen.wgsl.
  * @module
  */
 
