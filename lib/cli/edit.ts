@@ -38,7 +38,9 @@ export const EDIT_USAGE: string =
   --save DIR          save the edits as safetensors deltas in DIR
   --export DIR        write the edited model as a full checkpoint (same shards and dtypes as the input)
   --json FILE         write every result as JSON
-  --profile           GPU time per op and stage (timestamp queries), dispatch and readback counts`;
+  --profile           GPU time per op and stage (timestamp queries), dispatch and readback counts
+  --batch-size N      MEMIT / AlphaEdit configs (alg_name MEMIT | AlphaEdit): requests per batch; --stats then
+                      takes one file per edited layer, comma-separated in layer order`;
 
 /** Loads (or computes with progress) the statistics an editor needs. */
 export async function statsFor(
