@@ -21,3 +21,8 @@ export * from "./plan.ts";
 export * from "./trace.ts";
 export * from "./trace_noise.ts";
 export * from "./trace_forward.ts";
+export * from "./memit_hparams.ts";
+export * from "./memit_keys.ts";
+export * from "./memit_solve.ts";
+export * from "./null_space.ts";
+export * from "./memit.ts";

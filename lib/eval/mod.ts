@@ -15,3 +15,4 @@ export * from "./report.ts";
 export * from "./checks.ts";
 export * from "./trace_rollup.ts";
 export * from "./trace_report.ts";
+export * from "./batch_protocol.ts";

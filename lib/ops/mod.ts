@@ -17,3 +17,4 @@ export * from "./loss.ts";
 export * from "./attention.ts";
 export * from "./rotary.ts";
 export * from "./optim.ts";
+export * from "./eigen.ts";
