@@ -122,7 +122,7 @@ Deno.test({
       const childErr = new Response(child.stderr).text();
       const resultsPath = `${killedDir}/${RUN_FILES.results}`;
       let lines = 0;
-      for (let t = 0; t < 1200 && lines < 8; t++) {
+      for (let t = 0; t < 6000 && lines < 8; t++) {
         await new Promise((r) => setTimeout(r, 100));
         lines = (await readJsonl(resultsPath).catch(() => ({ values: [] }))).values.length;
       }
