@@ -60,6 +60,8 @@ export async function contextTemplates(
       out.push(`${text}. {}`);
     }
   }
-  if (cachePath) await writeFileAtomic(cachePath, JSON.stringify(out));
+  // best effort: a cache that cannot be written (a read-only home, the folder removed meanwhile by another
+  // process) only costs sampling again next time
+  if (cachePath) await writeFileAtomic(cachePath, JSON.stringify(out)).catch(() => {});
   return out;
 }
