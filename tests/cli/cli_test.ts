@@ -1,23 +1,6 @@
 import assert from "node:assert/strict";
 import { sharedPath } from "../_util.ts";
-
-const MAIN = new URL("../../lib/cli/main.ts", import.meta.url).pathname;
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function keg(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    cwd: ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
-}
+import { keg, ROOT } from "./_keg.ts";
 
 Deno.test("keg edit (the README's main command) changes the fact and saves it; generate applies it", async () => {
   const model = sharedPath("models/tiny-gpt2-counterfact");

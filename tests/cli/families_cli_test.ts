@@ -5,27 +5,14 @@ import { padBatch } from "../../lib/model/transformer.ts";
 import { readEdits } from "../../lib/edit/edits_io.ts";
 import { applyEdits } from "../../lib/edit/applied.ts";
 import { sharedPath } from "../_util.ts";
+import { keg, ROOT } from "./_keg.ts";
 
 // ROME and R-ROME edits from the CLI on the Llama-3.x / Qwen2 / Qwen3 fixtures of ../shared (random weights
 // with the Llama-3 or Qwen tokenizer.json of tests/fixtures/tokenizers beside them), with the shipped
 // llama3 / qwen configs adapted to 2 layers: C computed from a small corpus, the closed form W′k + b = v*,
 // no NaN/inf, and saved edits that reload to logits bit-identical to the exported checkpoint's.
 
-const MAIN = new URL("../../lib/cli/main.ts", import.meta.url).pathname;
-const ROOT = new URL("../../", import.meta.url).pathname;
 const TOKENIZERS = new URL("../fixtures/tokenizers/", import.meta.url).pathname;
-
-async function keg(args: string[], env: Record<string, string> = {}) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    cwd: ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
-}
 
 const CASES: { fixture: string; tokenizer: string; config: string }[] = [
   { fixture: "llama3-tiny-rope-scaled", tokenizer: "llama3", config: "llama3-8b" },

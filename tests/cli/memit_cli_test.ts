@@ -6,20 +6,7 @@
 import assert from "node:assert/strict";
 import { sharedPath } from "../_util.ts";
 import { readEdits } from "../../lib/edit/edits_io.ts";
-
-const MAIN = new URL("../../lib/cli/main.ts", import.meta.url).pathname;
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function keg(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
-}
+import { keg } from "./_keg.ts";
 
 Deno.test("keg edit / keg eval with MEMIT configs: batches, saved deltas, retention table, errors", async () => {
   const model = sharedPath("models/tiny-gpt2-counterfact");

@@ -1,20 +1,7 @@
 import assert from "node:assert/strict";
+import { keg } from "./_keg.ts";
 
 // `keg plan` from the command line: a config.json alone, --devices auto --budget, --json, bad input.
-
-const MAIN = new URL("../../lib/cli/main.ts", import.meta.url).pathname;
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function keg(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
-}
 
 Deno.test("keg plan --devices auto --budget 16GB proposes a split of Qwen2.5-7B in f16; --json writes the plan", async () => {
   const tmp = await Deno.makeTempDir();

@@ -6,27 +6,10 @@
  */
 import assert from "node:assert/strict";
 import { maxAbsDiff, sharedPath } from "../_util.ts";
+import { keg } from "./_keg.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-
-const MAIN = new URL("../../lib/cli/main.ts", import.meta.url).pathname;
-const ROOT = new URL("../../", import.meta.url).pathname;
-
-async function keg(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    cwd: ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
-}
 
 Deno.test("keg trace: one prompt with the oracle's noise, --suggest-layer, heatmaps, page and clear errors", async () => {
   const model = sharedPath("models/tiny-gpt2-counterfact");
