@@ -15,6 +15,7 @@ import { cast } from "../ops/elementwise.ts";
 import {
   type BlockTape,
   disposeTape,
+  type ModelKvCache,
   moveTo,
   type Norm,
   type TokenBatch,
@@ -32,12 +33,15 @@ export interface TapedForward {
   /** Input of the final norm. */
   xFinal: Tensor;
   from: number;
+  /** The prefix cache the blocks attended to (suffix rows, lib/model/suffix.ts), if any. */
+  cache?: ModelKvCache;
 }
 
 /**
  * Runs blocks `from`… of `net` on `x` (the residual stream entering block `from`; consumed) keeping a tape,
  * then the final norm and LM head on the selected rows (all rows when `rows` is null). Selecting only the
- * rows a loss reads saves most of the LM head's work on large vocabularies.
+ * rows a loss reads saves most of the LM head's work on large vocabularies. With `cache` (a prefix from
+ * lib/model/suffix.ts's `prefillAbove`), `b` is a batch of suffix rows that follow the cached tokens.
  */
 export async function forwardWithTape(
   net: Transformer,
@@ -45,18 +49,19 @@ export async function forwardWithTape(
   from: number,
   b: TokenBatch,
   rows: Uint32Array | null = null,
+  cache?: ModelKvCache,
 ): Promise<TapedForward> {
   const tapes: BlockTape[] = [];
   for (let i = from; i < net.blocks.length; i++) {
     x = await moveTo(x, net.deviceOf(i));
     const tape: Partial<BlockTape> = {};
-    await net.block(i, x, b, undefined, tape);
+    await net.block(i, x, b, undefined, tape, cache);
     tapes.push(tape as BlockTape);
   }
   const xFinal = await cast(x, x.dtype);
   const logits = await net.head(x, rows ?? new Uint32Array(0), rows === null);
   x.dispose();
-  return { logits, rows, tapes, xFinal, from };
+  return { logits, rows, tapes, xFinal, from, ...(cache ? { cache } : {}) };
 }
 
 /** Releases everything a taped forward holds (its tapes, the final residual and the logits). */
@@ -92,13 +97,17 @@ async function headNormBackward(
   return dx.reshape([xRaw.rows, heads * c.headDim]);
 }
 
-/** dLoss/d(block input) from dLoss/d(block output) for block `i` (consumes dOut). */
+/**
+ * dLoss/d(block input) from dLoss/d(block output) for block `i` (consumes dOut). With `cache`, `b`'s rows
+ * followed the cached prefix (see {@link forwardWithTape}); the prefix's keys and values are constants.
+ */
 export async function blockBackward(
   net: Transformer,
   i: number,
   t: BlockTape,
   dOut: Tensor,
   b: TokenBatch,
+  cache?: ModelKvCache,
 ): Promise<Tensor> {
   const c = net.config;
   const blk = net.blocks[i];
@@ -132,15 +141,29 @@ export async function blockBackward(
     dMid = dOut;
   }
   const dA = await linearT(dMid, blk.o.w, { layout: blk.o.layout, outDtype: "f32" });
-  const shape = net.attentionShape(b, i);
-  const grads = await attentionBackward(t.q, t.k, t.v, dA, shape);
-  let dq = grads.dq, dk = grads.dk;
-  const dv = grads.dv;
+  let dq: Tensor, dk: Tensor, dv: Tensor;
+  if (cache) {
+    // attention read the whole cache; only the rows this batch appended (after each row's prefix) vary
+    const kv = cache.layers[i];
+    const shape = { ...net.attentionShape(b, i), ...kv.attentionOptions(b.seq) };
+    const grads = await attentionBackward(t.q, kv.k[0], kv.v[0], dA, shape);
+    const own = Uint32Array.from({ length: b.batch * b.seq }, (_, r) => {
+      const row = Math.floor(r / b.seq);
+      return row * kv.maxLen + kv.lengths[row] + r % b.seq;
+    });
+    dq = grads.dq;
+    dk = await gatherRows(grads.dk, own, { outDtype: "f32" });
+    dv = await gatherRows(grads.dv, own, { outDtype: "f32" });
+    grads.dk.dispose(), grads.dv.dispose();
+  } else {
+    ({ dq, dk, dv } = await attentionBackward(t.q, t.k, t.v, dA, net.attentionShape(b, i)));
+  }
   dA.dispose();
   const ro = net.rotaryShape(b);
   if (ro) {
-    await rotaryBackward(dq, { ...ro, heads: c.numHeads });
-    await rotaryBackward(dk, { ...ro, heads: c.numKvHeads });
+    const positionOffset = cache ? [...cache.lengths] : undefined;
+    await rotaryBackward(dq, { ...ro, heads: c.numHeads, positionOffset });
+    await rotaryBackward(dk, { ...ro, heads: c.numKvHeads, positionOffset });
   }
   if (blk.qNorm && blk.kNorm) {
     // Qwen3: q = headNorm(q_proj(h)) before rotary; back through each head's RMSNorm.
@@ -193,7 +216,7 @@ export async function backwardFromLogits(
   for (let j = taped.tapes.length - 1; j >= 0; j--) {
     const i = taped.from + j;
     d = await moveTo(d, net.deviceOf(i));
-    d = await blockBackward(net, i, taped.tapes[j], d, b);
+    d = await blockBackward(net, i, taped.tapes[j], d, b, taped.cache);
     disposeTape(taped.tapes[j]);
   }
   taped.xFinal.dispose();

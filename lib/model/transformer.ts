@@ -331,8 +331,9 @@ export class Transformer {
    * activations the backward pass needs are kept there instead of being released. With `cache`, `b` holds
    * new tokens that follow the `cache.lengths` stored ones: q and k are rotated at those positions, k and v
    * are appended to layer i's cache and attention runs over the cache (the caller advances the cache after
-   * the last layer; {@link forwardCached} does all of it). With `patch`, the attention and MLP outputs are
-   * handed to it before their residual adds.
+   * the last layer; {@link forwardCached} does all of it). With both, the tape keeps the new tokens' q, k and
+   * v and the cache holds the keys and values attention read (lib/model/suffix.ts: v*'s suffix rows). With
+   * `patch`, the attention and MLP outputs are handed to it before their residual adds.
    */
   async block(
     i: number,
@@ -345,9 +346,6 @@ export class Transformer {
   ): Promise<{ keys?: Tensor; values?: Tensor }> {
     const c = this.config;
     const blk = this.blocks[i];
-    if (cache && tape) {
-      throw new Error("Transformer.block: a tape cannot be recorded while decoding with a cache");
-    }
     const keep = (t: Tensor, name: keyof BlockTape) => tape ? (tape[name] = t) : t.dispose();
     if (tape) tape.xIn = await cast(x, x.dtype);
     const h = await this.#norm(x, blk.ln1);
