@@ -1,6 +1,7 @@
 /**
- * `--profile` for edit, eval and stats: GPU time per op and per stage from timestamp queries, wall time
- * per stage, GPU-busy fraction, dispatch and readback counts, printed to stderr at the end.
+ * `--profile` for edit, eval and stats: GPU time per op and per stage (from timestamp queries on a GPU;
+ * timed serially on a CPU adapter, whose timestamps do not bracket its kernels), wall time per stage,
+ * GPU-busy fraction, dispatch and readback counts, printed to stderr at the end.
  * @module
  */
 import type { Gpu, GpuCounters, ProfileReport, StageProfile } from "../gpu/mod.ts";
@@ -11,6 +12,8 @@ export interface ProfileSummary {
   ops: ProfileReport["ops"];
   counters: GpuCounters;
   gpuSeconds: number;
+  /** Timed serially (CPU adapter) rather than by timestamp queries. */
+  serial: boolean;
 }
 
 /** Sums the per-device reports and counters (devices run one after another, so wall time is shared). */
@@ -21,7 +24,10 @@ export function mergeProfiles(reports: ProfileReport[], counters: GpuCounters[])
     for (const s of r.stages) {
       const e = stages.get(s.stage);
       if (!e) stages.set(s.stage, { ...s });
-      else e.gpuSeconds += s.gpuSeconds, e.dispatches += s.dispatches, e.readbacks += s.readbacks;
+      else {
+        e.gpuSeconds += s.gpuSeconds, e.dispatches += s.dispatches, e.readbacks += s.readbacks;
+        if (s.waitSeconds !== undefined) e.waitSeconds = (e.waitSeconds ?? 0) + s.waitSeconds;
+      }
     }
     for (const o of r.ops) {
       const k = `${o.stage}\u0000${o.op}`;
@@ -40,19 +46,32 @@ export function mergeProfiles(reports: ProfileReport[], counters: GpuCounters[])
     ops: opList,
     counters: total,
     gpuSeconds: opList.reduce((s, o) => s + o.seconds, 0),
+    serial: reports.some((r) => r.serial),
   };
 }
 
 /** The profile as a text table. */
 export function formatProfile(p: ProfileSummary, topOps = 12): string {
-  const lines = ["profile (GPU time from timestamp queries; one compute pass per dispatch while profiling):"];
-  lines.push("  stage        wall s    GPU s   GPU busy  dispatches  readbacks");
+  const lines = [
+    p.serial
+      ? "profile (CPU adapter, whose timestamps do not bracket its kernels: each op is submitted alone and " +
+        "waited for, the wait less its fixed ~10 ms is the op's GPU time; no capture replay; host s = wall − " +
+        "waits; GPU busy = GPU / (GPU + host), the share of an unprofiled run's wall spent in kernels):"
+      : "profile (GPU time from timestamp queries; one compute pass per dispatch while profiling):",
+  ];
+  lines.push(
+    `  stage        wall s ${p.serial ? "  host s " : ""}   GPU s   GPU busy  dispatches  readbacks`,
+  );
   for (const s of p.stages) {
-    const busy = s.wallSeconds > 0 ? `${(100 * s.gpuSeconds / s.wallSeconds).toFixed(1)}%` : "-";
+    const host = p.serial ? Math.max(0, s.wallSeconds - (s.waitSeconds ?? 0)) : 0;
+    const denom = p.serial ? host + s.gpuSeconds : s.wallSeconds;
+    const busy = denom > 0 ? `${(100 * s.gpuSeconds / denom).toFixed(1)}%` : "-";
     lines.push(
       `  ${s.stage.padEnd(10)} ${s.wallSeconds.toFixed(3).padStart(8)} ${
-        s.gpuSeconds.toFixed(3).padStart(8)
-      } ${busy.padStart(9)} ${String(s.dispatches).padStart(11)} ${String(s.readbacks).padStart(10)}`,
+        p.serial ? host.toFixed(3).padStart(8) + " " : ""
+      }${s.gpuSeconds.toFixed(3).padStart(8)} ${busy.padStart(9)} ${String(s.dispatches).padStart(11)} ${
+        String(s.readbacks).padStart(10)
+      }`,
     );
   }
   const c = p.counters;

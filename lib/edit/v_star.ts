@@ -3,7 +3,9 @@
  * module's output at the lookup token of every rewriting prompt (and of the "{} is a" KL prompt) and
  * optimised with Adam on NLL(target) + kl_factor·KL(P_cur ‖ P_init) + weight decay, through every layer
  * above the edited one (GPU backward). Layers at and below the edit layer do not depend on δ, so they
- * run once.
+ * run once; above it, the positions before each row's lookup token (and before its first loss row) do not
+ * depend on δ either: their keys and values are computed once into a KV cache and every step runs only
+ * the rows from there on (lib/model/suffix.ts).
  * @module
  */
 import type { Capture } from "../gpu/capture.ts";
@@ -14,6 +16,7 @@ import { klDivergenceOnGpu, logSoftmax, tokenNllOnGpu } from "../ops/loss.ts";
 import { ADAM_STATS, adamDelta, type AdamDeltaSettings, adamDeltaState } from "../ops/optim.ts";
 import { backwardFromLogits, forwardWithTape } from "../model/backward.ts";
 import { moveTo, padBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
+import { prefillAbove, suffixBatch, suffixRow } from "../model/suffix.ts";
 import type { Tokenizer } from "../model/tokenizer.ts";
 import { locate, type LookupToken } from "./lookup.ts";
 
@@ -132,7 +135,23 @@ export async function computeVStar(
     targetInit = await h.read();
     h.dispose();
   }
-  const x0 = pre.x;
+  // Every row's positions before its lookup token and its first loss row are constants: cached once.
+  const cut = rows.map((r, i) => {
+    const own = [...logitRows].filter((f) => Math.floor(f / batch.seq) === i).map((f) => f % batch.seq);
+    return Math.min(r.lookup, ...own);
+  });
+  const suffix = suffixBatch(batch, cut);
+  const sb = suffix.batch;
+  const sufLookup = lookupRows.map((r) => suffixRow(suffix, r));
+  const sufLogitRows = logitRows.map((r) => suffixRow(suffix, r));
+  const prefix = await prefillAbove(net, pre.x, L + 1, suffix).catch((e) => {
+    pre.x.dispose();
+    throw e;
+  });
+  const x0 = await gatherRows(pre.x, suffix.sourceRows, { outDtype: pre.x.dtype }).catch((e) => {
+    prefix.dispose();
+    throw e;
+  }).finally(() => pre.x.dispose());
   const dModel = net.config.hiddenSize;
   const wdScale = s.weightDecay / (norm(targetInit) ** 2);
   const maxNorm = s.clampNormFactor * norm(targetInit);
@@ -147,14 +166,14 @@ export async function computeVStar(
   // Every step records the same dispatches on the same shapes: step 0 runs as recorded (it also forms
   // the initial log-probs of the KL row), step 1 is captured while it runs, later steps replay it. Work
   // that crosses devices reads back, so a split model runs every step as recorded.
-  const capturable = net.blocks.every((_, i) => i <= L || net.deviceOf(i) === gpu);
+  const capturable = !gpu.timesEachOp && net.blocks.every((_, i) => i <= L || net.deviceOf(i) === gpu);
   let capture: Capture | null = null;
 
   /** One forward + backward + Adam step, all on the GPU: no readback. */
   const step = async (): Promise<void> => {
     const x = await cast(x0, x0.dtype);
-    await addToRows(x, st.delta, lookupRows);
-    const taped = await forwardWithTape(net, x, L + 1, batch, logitRows);
+    await addToRows(x, st.delta, sufLookup);
+    const taped = await forwardWithTape(net, x, L + 1, sb, sufLogitRows, prefix);
     const nllRes = await tokenNllOnGpu(taped.logits, targets, { weights });
     initLogProbs ??= await logSoftmax(taped.logits, Uint32Array.of(klLogitRow));
     const klRes = await klDivergenceOnGpu(
@@ -163,11 +182,11 @@ export async function computeVStar(
       initLogProbs.reshape([net.config.vocabSize]),
       { weight: s.klFactor, into: nllRes.dLogits },
     );
-    const dxTop = await backwardFromLogits(net, taped, nllRes.dLogits, batch);
+    const dxTop = await backwardFromLogits(net, taped, nllRes.dLogits, sb);
     const bad = Tensor.zeros(dxTop.gpu, [1], "f32", { name: "v*.nonfinite" });
     await countNonFiniteInto(dxTop, bad);
     const dx = await moveTo(dxTop, gpu);
-    const gT = await sumRows(dx, lookupRows);
+    const gT = await sumRows(dx, sufLookup);
     dx.dispose();
     const nllT = await moveTo(nllRes.nll, gpu), klT = await moveTo(klRes.kl, gpu);
     const badT = await moveTo(bad, gpu);
@@ -218,6 +237,7 @@ export async function computeVStar(
     return { targetInit, delta, vStar: targetInit.map((x, j) => x + delta[j]), steps, rows, nonFinite };
   } finally {
     capture?.dispose();
+    prefix.dispose();
     x0.dispose();
     initLogProbs?.dispose();
     weightsT.dispose();

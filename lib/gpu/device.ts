@@ -238,6 +238,9 @@ export class Gpu {
 
   /** Compiles (or returns the cached) compute pipeline for a spec. Compile errors name the op. */
   pipeline(spec: PipelineSpec): Promise<GPUComputePipeline> {
+    if (this.#profiler?.serial && this.#encoderOps.length) {
+      return this.#serialBarrier().then(() => this.pipeline(spec));
+    }
     const types = spec.types ?? {};
     const key = JSON.stringify([spec.family, spec.entry, types, spec.constants ?? {}]);
     let p = this.#pipelines.get(key);
@@ -456,11 +459,14 @@ export class Gpu {
       size: Math.max(4, size),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
+    if (this.#profiler?.serial) await this.#serialBarrier();
     this.copy(buf, offset, staging, 0, size);
     this.flush();
     this.#counters.readbacks++;
     this.#profiler?.readback();
+    const t0 = performance.now();
     await staging.mapAsync(GPUMapMode.READ);
+    if (this.#profiler?.serial) this.#profiler.addWait((performance.now() - t0) / 1000);
     const out = staging.getMappedRange().slice(0, bytes);
     staging.unmap();
     staging.destroy();
@@ -558,19 +564,59 @@ export class Gpu {
   }
 
   /**
-   * Starts GPU timing per op from timestamp queries (each dispatch then gets its own compute pass);
-   * returns false when the adapter lacks `timestamp-query`. {@link stopProfile} returns the totals.
+   * Starts GPU timing per op; {@link stopProfile} returns the totals. On a GPU: from timestamp queries
+   * (each dispatch then gets its own compute pass); returns false when the adapter lacks
+   * `timestamp-query`. On a CPU adapter, whose timestamps do not bracket its kernels (lavapipe writes them
+   * without waiting for the dispatch: a 1 s matmul reads as 0.1 ms), `serial` timing: each op's dispatches
+   * are submitted alone when the next op starts and waited for, and that wait is the op's time; captures
+   * are then not replayed ({@link timesEachOp}), so every op is seen.
    */
   startProfile(): boolean {
-    if (!this.device.features.has("timestamp-query")) return false;
+    const serial = this.isCpuAdapter;
+    if (!serial && !this.device.features.has("timestamp-query")) return false;
     this.flush();
-    this.#profiler ??= new GpuProfiler(this.device);
+    this.#profiler ??= new GpuProfiler(this.device, serial);
     return true;
+  }
+
+  /** True while a serial profile runs: loops should record every step instead of replaying a capture. */
+  get timesEachOp(): boolean {
+    return !!this.#profiler?.serial;
+  }
+
+  /**
+   * Serial profiling: submits the ops recorded so far, waits for them and books the wait to them, less
+   * the wait's fixed cost. (Deno resolves `onSubmittedWorkDone` and `mapAsync` by a blocking device poll
+   * followed by an unconditional 10 ms sleep, so every wait lasts the remaining GPU work + ~10 ms; that
+   * floor is measured on empty waits first and subtracted.)
+   */
+  async #serialBarrier(): Promise<void> {
+    const p = this.#profiler;
+    if (!p) return;
+    if (p.waitFloor === null) {
+      // (what is recorded but not yet submitted stays so; the first wait absorbs earlier submits)
+      await this.device.queue.onSubmittedWorkDone();
+      const waits: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t = performance.now();
+        await this.device.queue.onSubmittedWorkDone();
+        waits.push((performance.now() - t) / 1000);
+      }
+      p.waitFloor = waits.sort((a, b) => a - b)[2];
+    }
+    const ops = this.#encoderOps.filter((o) => o !== "copy" && o !== "clear");
+    if (!this.#encoder) return;
+    this.flush();
+    const t0 = performance.now();
+    await this.device.queue.onSubmittedWorkDone();
+    const waited = (performance.now() - t0) / 1000;
+    p.addSerial(ops.length ? ops : ["copy"], Math.max(0, waited - p.waitFloor), waited);
   }
 
   /** Stops profiling and returns GPU time per op (waits for outstanding timings). */
   async stopProfile(): Promise<ProfileReport> {
     const p = this.#profiler;
+    if (p?.serial) await this.#serialBarrier();
     await this.sync();
     this.#profiler = null;
     return p ? await p.report() : { ops: [], stages: [], gpuSeconds: 0 };
@@ -615,7 +661,7 @@ export class Gpu {
     z: number,
   ): void {
     const enc = this.#commandEncoder();
-    if (this.#profiler) {
+    if (this.#profiler && !this.#profiler.serial) {
       this.#endPass();
       const pass = enc.beginComputePass({ timestampWrites: this.#profiler.next(op, enc) });
       pass.setPipeline(pipeline);

@@ -21,6 +21,11 @@ export interface StageProfile {
   stage: string;
   /** Wall-clock seconds spent in the stage while profiling (host and GPU). */
   wallSeconds: number;
+  /**
+   * Serial timing only: seconds the host spent waiting on the queue (kernels and the waits' fixed cost);
+   * `wallSeconds − waitSeconds` is then the host's own time in the stage.
+   */
+  waitSeconds?: number;
   /** GPU seconds of its dispatches. */
   gpuSeconds: number;
   dispatches: number;
@@ -35,6 +40,8 @@ export interface ProfileReport {
   stages: StageProfile[];
   /** Summed GPU seconds of all timed dispatches. */
   gpuSeconds: number;
+  /** Timed serially (a CPU adapter: each op submitted alone and waited for), not by timestamps. */
+  serial?: boolean;
 }
 
 let stageName = "other";
@@ -90,12 +97,38 @@ export class GpuProfiler {
   #totals = new Map<string, OpProfile>();
   #pending: Promise<void>[] = [];
   #readbacks = new Map<string, number>();
+  #waited = new Map<string, number>();
   #wallAtStart: Map<string, number>;
 
-  constructor(device: GPUDevice) {
+  /** Serial timing (CPU adapters): no timestamps; {@link addSerial} books waited submits. */
+  readonly serial: boolean;
+  /** Serial timing: seconds an empty wait for the queue takes (measured once, subtracted from each). */
+  waitFloor: number | null = null;
+
+  constructor(device: GPUDevice, serial = false) {
     this.#device = device;
-    this.#set = device.createQuerySet({ type: "timestamp", count: QUERIES });
+    this.serial = serial;
+    this.#set = device.createQuerySet({ type: "timestamp", count: serial ? 2 : QUERIES });
     this.#wallAtStart = stageWalls();
+  }
+
+  /** Serial timing: books seconds the host waited on the queue in the current stage. */
+  addWait(seconds: number): void {
+    this.#waited.set(stageName, (this.#waited.get(stageName) ?? 0) + seconds);
+  }
+
+  /**
+   * Books `seconds` of one waited submit to its ops (serial timing): one op name gets it all; several
+   * distinct names (an op that records two kernels) are booked together under their joined names.
+   */
+  addSerial(ops: string[], seconds: number, waited: number): void {
+    this.addWait(waited);
+    const names = [...new Set(ops)];
+    const key = `${stageName}\u0000${names.join(" + ")}`;
+    const e = this.#totals.get(key) ?? { stage: stageName, op: names.join(" + "), count: 0, seconds: 0 };
+    e.count += ops.length;
+    e.seconds += seconds;
+    this.#totals.set(key, e);
   }
 
   /** Counts one readback in the current stage. */
@@ -181,6 +214,8 @@ export class GpuProfiler {
       e.dispatches += o.count;
     }
     for (const [name, n] of this.#readbacks) stage(name).readbacks += n;
-    return { ops, stages: [...stages.values()], gpuSeconds: ops.reduce((s, o) => s + o.seconds, 0) };
+    for (const [name, w] of this.#waited) stage(name).waitSeconds = w;
+    const gpuSeconds = ops.reduce((s, o) => s + o.seconds, 0);
+    return { ops, stages: [...stages.values()], gpuSeconds, ...(this.serial ? { serial: true } : {}) };
   }
 }
