@@ -13,7 +13,9 @@
  * keys its block can see (causal and window bounds), so memory is O(S) and long sequences work. The
  * backward recomputes the forward's logsumexp, computes D = rowsum(dOut ∘ out), then dq per query block
  * and dk/dv per key block (the latter summing over the query heads of its kv head: no atomics).
- * head_dim ≤ 128; workgroup memory ≤ 16 KiB. `row` (CPU adapters): one invocation per query row (forward;
+ * head_dim ≤ 256 (GPT-J); workgroup memory ≤ 16 KiB. Each design compiles one pipeline variant per head_dim
+ * class ({@link attentionTiles}): head_dim ≤ 128 keeps the original tiles (16 × 8 forward, 8 × 8 backward),
+ * 129…256 halves the rows per tile so the doubled rows still fit. `row` (CPU adapters): one invocation per query row (forward;
  * backward: logsumexp, D and dq in one kernel) or per key row (dk/dv), without workgroup memory or
  * barriers: two dispatches for the backward instead of four.
  *
@@ -29,7 +31,28 @@ import { Tensor } from "../gpu/tensor.ts";
 import { chunkOf, grid1d, rowRuns, words } from "./_chunks.ts";
 
 /** Largest head_dim the kernels support. */
-export const ATTENTION_MAX_HEAD_DIM = 128;
+export const ATTENTION_MAX_HEAD_DIM = 256;
+
+/** Tile sizes of one pipeline variant (u32 constants of shaders/attention.wgsl). */
+export interface AttentionTiles {
+  /** The largest head_dim of the variant (private and workgroup row length). */
+  HDM: number;
+  /** Forward (tiled): queries per workgroup. */
+  FQ: number;
+  /** Forward (tiled): keys per online-softmax step. */
+  FK: number;
+  /** Backward (tiled): queries (keys) per tile. */
+  BT: number;
+}
+
+/**
+ * The pipeline variant for a head_dim: ≤ 128 → the 128-wide tiles (unchanged from before 256 existed, so
+ * small heads pay nothing), else the 256-wide ones with half the rows per tile (workgroup memory: forward
+ * 4·(FQ + FK)·HDM + small = 12.4 KiB, backward 3·4·BT·HDM + small = 12.2 KiB in both variants).
+ */
+export function attentionTiles(headDim: number): AttentionTiles {
+  return headDim <= 128 ? { HDM: 128, FQ: 16, FK: 8, BT: 8 } : { HDM: 256, FQ: 8, FK: 4, BT: 4 };
+}
 
 /**
  * Which kernels run attention: `tiled`: workgroups of 64 threads sharing q/k/v tiles in workgroup memory
@@ -54,7 +77,7 @@ export interface AttentionOptions {
   heads: number;
   /** Key/value heads KV (H % KV == 0; KV == H is plain multi-head attention). */
   kvHeads: number;
-  /** Dims per head (≤ 128). */
+  /** Dims per head (≤ 256). */
   headDim: number;
   /** Valid keys per batch row (right padding); default seqKv for every row. */
   kvLengths?: number[];
@@ -94,6 +117,8 @@ interface Geometry {
   queryOffset: number[];
   /** Use the one-invocation-per-row kernels. */
   row: boolean;
+  /** Tile sizes of the pipeline variant. */
+  tiles: AttentionTiles;
 }
 
 function isCount(n: number, min: number): boolean {
@@ -150,6 +175,7 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
     kvLengths,
     queryOffset,
     row: kernel === "row" || (kernel === "auto" && q.gpu.isCpuAdapter),
+    tiles: attentionTiles(headDim),
   };
 }
 
@@ -333,6 +359,7 @@ async function forward(
     family: "attention",
     entry: g.row ? "attn_fwd_tpr" : "attn_fwd",
     types: types(q, k, v, out.dtype, "f32"),
+    consts: { ...g.tiles },
   });
   const st = stats ?? gpu.createStorage(16, "attention.nostats");
   const operands = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
@@ -345,7 +372,7 @@ async function forward(
       op,
       pipe,
       [meta, bq.buffer, bk.buffer, bv.buffer, bo.buffer, st],
-      [Math.ceil(g.seqQ / (g.row ? ROW_WG : 16)), g.heads, nb],
+      [Math.ceil(g.seqQ / (g.row ? ROW_WG : g.tiles.FQ)), g.heads, nb],
       params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, o: bo.offset }, stats ? 1 : 0),
     );
   });
@@ -398,7 +425,7 @@ export async function attentionBackward(
   const tp = types(q, k, v, "f32", dOut.dtype);
   const [prep, pdq, pdkdv] = await Promise.all(
     ["attn_bwd_prep", "attn_bwd_dq", "attn_bwd_dkdv"].map((entry) =>
-      gpu.pipeline({ family: "attention", entry, types: tp })
+      gpu.pipeline({ family: "attention", entry, types: tp, consts: { ...g.tiles } })
     ),
   );
   const qShape = [g.batch * g.seqQ, g.heads * g.headDim];
@@ -421,7 +448,7 @@ export async function attentionBackward(
         params(g, b0, { o: bo.offset, dO: bd.offset }, n),
       );
     });
-    dispatchGradients(op, g, pdq, pdkdv, 8, { q, k, v, dOut, dq, dk, dv }, meta, stats);
+    dispatchGradients(op, g, pdq, pdkdv, g.tiles.BT, { q, k, v, dOut, dq, dk, dv }, meta, stats);
   } catch (e) {
     dq.dispose();
     dk.dispose();
@@ -497,7 +524,7 @@ async function backwardRows(
   dOut: Tensor,
 ): Promise<AttentionGradients> {
   const gpu = q.gpu;
-  const spec = { family: "attention", types: types(q, k, v, "f32", dOut.dtype) };
+  const spec = { family: "attention", types: types(q, k, v, "f32", dOut.dtype), consts: { ...g.tiles } };
   const [pq, pkv] = await Promise.all(
     ["attn_bwd_q_tpr", "attn_bwd_kv_tpr"].map((entry) => gpu.pipeline({ ...spec, entry })),
   );
