@@ -29,6 +29,12 @@ import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { chunkOf, grid1d, rowRuns, words } from "./_chunks.ts";
+import {
+  attentionLoopIterations,
+  hasLoopLimit,
+  LLVMPIPE_LOOP_LIMIT,
+  type LoopShape,
+} from "./attention_budget.ts";
 
 /** Largest head_dim the kernels support. */
 export const ATTENTION_MAX_HEAD_DIM = 256;
@@ -91,6 +97,11 @@ export interface AttentionOptions {
   outDtype?: DType;
   /** Kernel choice (default `auto`); see {@link AttentionKernel}. */
   kernel?: AttentionKernel;
+  /**
+   * Pipeline variant (default {@link attentionTiles}(headDim)); benchmarks and tests set it to run a small
+   * head on the 256-wide variant. Must be one of the variants and at least headDim wide.
+   */
+  tiles?: AttentionTiles;
 }
 
 /** Activation gradients of {@link attention} (f32). */
@@ -121,8 +132,44 @@ interface Geometry {
   tiles: AttentionTiles;
 }
 
+function variant(op: string, headDim: number, t: AttentionTiles | undefined): AttentionTiles {
+  if (!t) return attentionTiles(headDim);
+  const known = [attentionTiles(128), attentionTiles(256)];
+  const same = (a: AttentionTiles) => a.HDM === t.HDM && a.FQ === t.FQ && a.FK === t.FK && a.BT === t.BT;
+  if (!known.some(same) || t.HDM < headDim) {
+    throw new GpuError(op, `tiles ${JSON.stringify(t)} are not a variant for headDim ${headDim}`);
+  }
+  return t;
+}
+
 function isCount(n: number, min: number): boolean {
   return Number.isInteger(n) && n >= min;
+}
+
+/**
+ * The design (row or tiled) that runs: the requested one, except that on llvmpipe, whose loops stop after
+ * 65,535 iterations per invocation (lib/ops/attention_budget.ts), `auto` takes the tiled kernels when the row
+ * ones would exceed that and the tiled ones do not; a call that neither fits is a clear error, never a
+ * silently wrong result.
+ */
+function chooseDesign(op: string, gpu: Gpu, kernel: AttentionKernel, s: LoopShape): boolean {
+  const row = kernel === "row" || (kernel === "auto" && gpu.isCpuAdapter);
+  if (!hasLoopLimit(gpu.report.description)) return row;
+  const pass = op === "attention" ? "forward" : "backward";
+  const cap = Math.floor(0.9 * LLVMPIPE_LOOP_LIMIT);
+  const need = (r: boolean) => attentionLoopIterations(s, r ? "row" : "tiled", pass);
+  if (row && kernel === "auto" && need(true) > cap && need(false) <= cap) return false;
+  if (need(row) > cap) {
+    throw new GpuError(
+      op,
+      `llvmpipe stops a shader's loops after ${LLVMPIPE_LOOP_LIMIT} iterations per invocation; the ${
+        row ? "row" : "tiled"
+      } attention ${pass} over ${s.maxKvLength} keys at head_dim ${s.headDim} needs about ${need(row)}` +
+        (kernel === "auto" ? " (the other design does not fit either)" : "") +
+        ": use shorter sequences, a sliding window, or a GPU adapter",
+    );
+  }
+  return row;
 }
 
 function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Geometry {
@@ -162,6 +209,10 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
   if (!Number.isFinite(scale)) throw new GpuError(op, `scale ${scale} is not finite`);
   const kernel = o.kernel ?? "auto";
   if (!["auto", "tiled", "row"].includes(kernel)) throw new GpuError(op, `unknown kernel ${kernel}`);
+  const tiles = variant(op, headDim, o.tiles);
+  const group = heads / kvHeads;
+  const maxKvLength = Math.max(...kvLengths);
+  const row = chooseDesign(op, q.gpu, kernel, { seqQ, seqKv, headDim, group, window, maxKvLength, tiles });
   return {
     batch,
     seqQ,
@@ -174,8 +225,8 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
     scale,
     kvLengths,
     queryOffset,
-    row: kernel === "row" || (kernel === "auto" && q.gpu.isCpuAdapter),
-    tiles: attentionTiles(headDim),
+    row,
+    tiles,
   };
 }
 

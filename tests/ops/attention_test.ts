@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { type DType, F16_EPS, F32_EPS, GpuError, Tensor } from "../../lib/gpu/mod.ts";
-import { attention, attentionBackward, type AttentionOptions, KvCache } from "../../lib/ops/attention.ts";
+import {
+  attention,
+  attentionBackward,
+  type AttentionOptions,
+  attentionTiles,
+  KvCache,
+} from "../../lib/ops/attention.ts";
 import {
   attentionBackwardReference,
   attentionProbs,
@@ -774,4 +780,36 @@ Deno.test("head_dim 256: the GPU backward of both designs equals central finite 
     for (const x of [g.dq, g.dk, g.dv]) x.dispose();
   }
   for (const x of [t.q, t.k, t.v, tdo]) x.dispose();
+});
+
+Deno.test("small heads on the 256-wide variant (the bench's comparison) match the reference; bad tiles are refused", async () => {
+  const gpu = await testGpu();
+  const tiles = attentionTiles(256);
+  for (const c of [FORWARD_CASES[0], BACKWARD_CASES[2], BACKWARD_CASES[0]]) {
+    const d = makeData(c, 260, "f32");
+    const dOut = randArray(d.q.length, 261);
+    const bd = backwardBounds(d, dOut, c);
+    for (const kernel of ["tiled", "row"] as const) {
+      const t = upload(gpu, c, d, "f32");
+      const out = await attention(t.q, t.k, t.v, { ...c, kernel, tiles });
+      checkForward(await out.read(), c, d, "f32", `${kernel} ${c.name} on the 256 variant`);
+      const tdo = Tensor.from(gpu, dOut, [c.batch * c.seqQ, c.heads * c.headDim], "f32");
+      const g = await attentionBackward(t.q, t.k, t.v, tdo, { ...c, kernel, tiles });
+      for (const name of ["dq", "dk", "dv"] as const) {
+        assertWithin(await g[name].read(), bd.ref[name], bd.eps, bd[name], `${kernel} ${c.name} 256 ${name}`);
+        g[name].dispose();
+      }
+      for (const x of [out, t.q, t.k, t.v, tdo]) x.dispose();
+    }
+  }
+  assert.deepEqual(attentionTiles(128), { HDM: 128, FQ: 16, FK: 8, BT: 8 });
+  assert.deepEqual(attentionTiles(129), tiles);
+  const x = Tensor.zeros(gpu, [2, 2 * 160], "f32");
+  const o = { batch: 1, seqQ: 2, seqKv: 2, heads: 2, kvHeads: 2, headDim: 160 };
+  await assert.rejects(
+    attention(x, x, x, { ...o, tiles: attentionTiles(128) }),
+    /not a variant for headDim 160/,
+  );
+  await assert.rejects(attention(x, x, x, { ...o, tiles: { ...tiles, FQ: 4 } }), /not a variant/);
+  x.dispose();
 });
