@@ -13,11 +13,13 @@
  * keys its block can see (causal and window bounds), so memory is O(S) and long sequences work. The
  * backward recomputes the forward's logsumexp, computes D = rowsum(dOut ∘ out), then dq per query block
  * and dk/dv per key block (the latter summing over the query heads of its kv head: no atomics).
- * head_dim ≤ 256 (GPT-J); workgroup memory ≤ 16 KiB. Each design compiles one pipeline variant per head_dim
- * class ({@link attentionTiles}): head_dim ≤ 128 keeps the original tiles (16 × 8 forward, 8 × 8 backward),
- * 129…256 halves the rows per tile so the doubled rows still fit. `row` (CPU adapters): one invocation per query row (forward;
- * backward: logsumexp, D and dq in one kernel) or per key row (dk/dv), without workgroup memory or
- * barriers: two dispatches for the backward instead of four.
+ * head_dim ≤ 256 (GPT-J); workgroup memory ≤ 16 KiB. Each design compiles one pipeline variant per
+ * head_dim class ({@link attentionTiles}): head_dim ≤ 128 keeps the original tiles (16 × 8 forward, 8 × 8
+ * backward), 129…256 halves the rows per tile so the doubled rows still fit. `row` (CPU adapters): one
+ * invocation per query row (forward; backward: logsumexp, D and dq in one kernel) or per key row (dk/dv),
+ * without workgroup memory or barriers: two dispatches for the backward instead of four. On llvmpipe, whose
+ * loops stop after 65,535 iterations per shader invocation, a call too long for the row kernels runs the
+ * tiled ones, and one too long for both is an error (lib/ops/attention_budget.ts).
  *
  * Row-chunked tensors work: runs of batch rows lying in one chunk of every operand are dispatched together;
  * a batch row that straddles a chunk boundary is gathered into a temporary buffer (and outputs scattered
