@@ -10,19 +10,24 @@
 // stats[2·((b·H + h)·Sq + i)] = logsumexp of the query's scaled scores (0 when it sees no key),
 // stats[… + 1] = D = Σ_d dOut·out (backward only).
 //
-// Tiles keep workgroup memory under 16 KiB (WebGPU's guaranteed minimum): head_dim ≤ HDM = 128.
+// Tiles keep workgroup memory under 16 KiB (WebGPU's guaranteed minimum). The host prepends the tile
+// sizes as u32 constants (lib/ops/attention.ts, one pipeline variant per head_dim class):
+//   HDM (the largest head_dim of the variant), FQ x FK (forward tile: queries x keys per step),
+//   BT (backward tile: BT x BT). head_dim ≤ 128: HDM 128, FQ 16, FK 8, BT 8; head_dim ≤ 256: HDM 256,
+//   FQ 8, FK 4, BT 4 (same thread counts and per-thread accumulators, fewer rows per tile).
 //
 // Two designs: the tiled entries (attn_fwd, attn_bwd_*) share q/k/v tiles in workgroup memory between
 // threads (GPUs); the *_tpr entries at the end give each invocation a whole query row (or key row) and
 // use no workgroup memory and no barriers (CPU adapters such as lavapipe, where barriers are costly).
 
-const HDM: u32 = 128u;
 const NT: u32 = 64u;
-// forward tiles: 16 queries x 8 keys per step, 4 threads per query row (32 dims each)
-const FQ: u32 = 16u;
-const FK: u32 = 8u;
-// backward tiles: 8 x 8, 8 threads per row (16 dims each)
-const BT: u32 = 8u;
+// forward: LQ threads per query row, FACC dims each (HDM 128: 4 x 32; HDM 256: 8 x 32)
+const LQ: u32 = NT / FQ;
+const FACC: u32 = HDM / LQ;
+// backward: scores by threads t < BT·BT (query t / BT, key t % BT); accumulation by LB threads per row,
+// BACC dims each (HDM 128: 8 x 16; HDM 256: 16 x 16)
+const LB: u32 = NT / BT;
+const BACC: u32 = HDM / LB;
 // score of a masked entry; valid scores are tested with `s > MASKED_TEST`
 const MASKED: f32 = -3.0e38;
 const MASKED_TEST: f32 = -1.0e38;
@@ -80,10 +85,10 @@ fn stat_index(b: u32, h: u32, i: u32) -> u32 {
 }
 
 // ---------------------------------------------------------------- forward (online softmax)
-var<workgroup> f_q: array<f32, 2048>; // FQ x HDM, q·scale
-var<workgroup> f_kv: array<f32, 1024>; // FK x HDM, the key tile, then the value tile
-var<workgroup> f_s: array<f32, 128>; // FQ x FK scores, then probabilities
-var<workgroup> f_row: array<f32, 32>; // per row: rescale factor [0, FQ), final sum [FQ, 2FQ)
+var<workgroup> f_q: array<f32, FQ * HDM>; // FQ x HDM, q·scale
+var<workgroup> f_kv: array<f32, FK * HDM>; // FK x HDM, the key tile, then the value tile
+var<workgroup> f_s: array<f32, FQ * FK>; // FQ x FK scores, then probabilities
+var<workgroup> f_row: array<f32, 2 * FQ>; // per row: rescale factor [0, FQ), final sum [FQ, 2FQ)
 
 // grid: (ceil(Sq / FQ), H, nb); flags bit 0: write the logsumexp into stats.
 @compute @workgroup_size(64)
@@ -111,9 +116,9 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
   }
   let p_lo = qpos0 + q0;
   let kr = key_range(p_lo, p_lo + nq - 1u, kv_len);
-  let my_q = t / 4u;
-  let lane = t % 4u;
-  var acc: array<f32, 32>;
+  let my_q = t / LQ;
+  let lane = t % LQ;
+  var acc: array<f32, FACC>;
   var m = MASKED; // running max (rows t < FQ only)
   var l = 0.0; // running sum of exp(s - m)
   workgroupBarrier();
@@ -166,8 +171,8 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     }
     workgroupBarrier();
     let alpha = f_row[my_q];
-    for (var j = 0u; j < 32u; j++) {
-      let d = lane + 4u * j;
+    for (var j = 0u; j < FACC; j++) {
+      let d = lane + LQ * j;
       if (d < hd) {
         var a = acc[j] * alpha;
         for (var c = 0u; c < FK; c++) { a += f_s[my_q * FK + c] * f_kv[c * HDM + d]; }
@@ -184,8 +189,8 @@ fn attn_fwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
     var inv = 0.0; // a query that sees no key gets zeros, never NaN
     if (lq > 0.0) { inv = 1.0 / lq; }
     let obase = P.o_off + (wid.z * P.seq_q + q0 + my_q) * qs + h * hd;
-    for (var j = 0u; j < 32u; j++) {
-      let d = lane + 4u * j;
+    for (var j = 0u; j < FACC; j++) {
+      let d = lane + LQ * j;
       if (d < hd) { ob[obase + d] = TO(acc[j] * inv); }
     }
   }
@@ -215,12 +220,12 @@ fn attn_bwd_prep(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
   stats[stat_index(P.batch0 + zb, h, qi) + 1u] = dsum;
 }
 
-var<workgroup> b_a: array<f32, 1024>; // BT x HDM
-var<workgroup> b_b: array<f32, 1024>;
-var<workgroup> b_c: array<f32, 1024>;
-var<workgroup> b_p: array<f32, 64>; // BT x BT
-var<workgroup> b_ds: array<f32, 64>;
-var<workgroup> b_st: array<f32, 16>; // logsumexp [0, BT), D [BT, 2BT)
+var<workgroup> b_a: array<f32, BT * HDM>; // BT x HDM
+var<workgroup> b_b: array<f32, BT * HDM>;
+var<workgroup> b_c: array<f32, BT * HDM>;
+var<workgroup> b_p: array<f32, BT * BT>; // BT x BT
+var<workgroup> b_ds: array<f32, BT * BT>;
+var<workgroup> b_st: array<f32, 2 * BT>; // logsumexp [0, BT), D [BT, 2BT)
 
 // ---------------------------------------------------------------- backward: dq (f32) into g0
 // dq_i = scale · Σ_j dS_ij k_j, dS_ij = P_ij (dP_ij − D_i), dP_ij = dOut_i·v_j. grid: (ceil(Sq/BT), H, nb).
@@ -264,9 +269,11 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
   }
   let p_lo = qpos0 + q0;
   let kr = key_range(p_lo, p_lo + nq - 1u, kv_len);
-  let r = t / BT; // score role: query r, key c
-  let c = t % BT; // accumulation role: query r, dims c + BT·j
-  var acc: array<f32, 16>;
+  let r = t / BT; // score role (t < BT·BT; r < nq implies it): query r, key c
+  let c = t % BT;
+  let ar = t / LB; // accumulation role: query ar, dims lane + LB·j
+  let lane = t % LB;
+  var acc: array<f32, BACC>;
   workgroupBarrier();
 
   for (var k0 = kr.x; k0 < kr.y; k0 += BT) {
@@ -300,22 +307,22 @@ fn attn_bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
       let pr = exp(s * P.scale - b_st[r]);
       ds = pr * (dp - b_st[BT + r]);
     }
-    b_ds[t] = ds;
+    if (t < BT * BT) { b_ds[t] = ds; }
     workgroupBarrier();
-    for (var j = 0u; j < 16u; j++) {
-      let d = c + BT * j;
+    for (var j = 0u; j < BACC; j++) {
+      let d = lane + LB * j;
       if (d < hd) {
         var a = acc[j];
-        for (var cc = 0u; cc < BT; cc++) { a += b_ds[r * BT + cc] * b_c[cc * HDM + d]; }
+        for (var cc = 0u; cc < BT; cc++) { a += b_ds[ar * BT + cc] * b_c[cc * HDM + d]; }
         acc[j] = a;
       }
     }
     workgroupBarrier();
   }
-  if (r < nq) {
-    for (var j = 0u; j < 16u; j++) {
-      let d = c + BT * j;
-      if (d < hd) { g0[P.o_off + row0 + r * qs + d] = acc[j] * P.scale; }
+  if (ar < nq) {
+    for (var j = 0u; j < BACC; j++) {
+      let d = lane + LB * j;
+      if (d < hd) { g0[P.o_off + row0 + ar * qs + d] = acc[j] * P.scale; }
     }
   }
 }
@@ -361,11 +368,12 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
       if (k_last + P.window <= qpos0) { qhi = 0u; } else { qhi = min(qhi, k_last + P.window - qpos0); }
     }
   }
-  let r = t / BT; // score role: query r of the tile, key c of the block
+  let r = t / BT; // score role (t < BT·BT): query r of the tile, key c of the block
   let c = t % BT;
-  let my_k = r; // accumulation role: key my_k, dims c + BT·j
-  var dk: array<f32, 16>;
-  var dv: array<f32, 16>;
+  let my_k = t / LB; // accumulation role: key my_k, dims lane + LB·j
+  let lane = t % LB;
+  var dk: array<f32, BACC>;
+  var dv: array<f32, BACC>;
   workgroupBarrier();
 
   for (var hi = 0u; hi < P.group; hi++) {
@@ -398,7 +406,7 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         for (var d = 0u; d < hd; d++) { s += b_a[r * HDM + d] * b_b[c * HDM + d]; }
         pr = exp(s * P.scale - b_st[r]);
       }
-      b_p[t] = pr;
+      if (t < BT * BT) { b_p[t] = pr; }
       workgroupBarrier();
       for (var i = t; i < BT * hd; i += NT) {
         let rr = i / hd;
@@ -414,9 +422,9 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         for (var d = 0u; d < hd; d++) { dp += b_a[r * HDM + d] * b_c[c * HDM + d]; }
         ds = pr * (dp - b_st[BT + r]);
       }
-      b_ds[t] = ds;
-      for (var j = 0u; j < 16u; j++) {
-        let d = c + BT * j;
+      if (t < BT * BT) { b_ds[t] = ds; }
+      for (var j = 0u; j < BACC; j++) {
+        let d = lane + LB * j;
         if (d < hd) {
           var a = dv[j];
           for (var rr = 0u; rr < BT; rr++) { a += b_p[rr * BT + my_k] * b_a[rr * HDM + d]; }
@@ -432,8 +440,8 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         b_a[rr * HDM + d] = x;
       }
       workgroupBarrier();
-      for (var j = 0u; j < 16u; j++) {
-        let d = c + BT * j;
+      for (var j = 0u; j < BACC; j++) {
+        let d = lane + LB * j;
         if (d < hd) {
           var a = dk[j];
           for (var rr = 0u; rr < BT; rr++) { a += b_ds[rr * BT + my_k] * b_a[rr * HDM + d]; }
@@ -444,8 +452,8 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
   }
   if (my_k < nk) {
-    for (var j = 0u; j < 16u; j++) {
-      let d = c + BT * j;
+    for (var j = 0u; j < BACC; j++) {
+      let d = lane + LB * j;
       if (d < hd) {
         g0[P.dk_off + krow0 + my_k * kvs + d] = dk[j] * P.scale;
         g1[P.dv_off + krow0 + my_k * kvs + d] = dv[j];
@@ -457,13 +465,14 @@ fn attn_bwd_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
 // ---------------------------------------------------------------- one invocation per row (CPU adapters)
 // Each invocation owns one query row (forward, dq) or one key row (dk/dv) of one head and walks the keys
 // (queries) its workgroup's block can see serially, skipping the ones it does not see itself; the forward
-// and the logsumexp pass use tiles of FK keys with one online-softmax rescale per tile as above. No
+// and the logsumexp pass use tiles of RK keys with one online-softmax rescale per tile as above. No
 // workgroup memory, no barriers. A workgroup is RW (= a CPU SIMD width) neighbouring rows of one head of
 // one batch row: the loops are uniform across it and its lanes read the same key (query) rows. Storage
 // loads are what costs on lavapipe (each is a loop over the lanes), so every row vector that is used more
 // than once is loaded into a private array first. Scores are (scale·q)·k in every entry, so the backward
 // entries recompute exactly the probabilities behind the logsumexp.
 const RW: u32 = 8u;
+const RK: u32 = 8u;
 
 // grid: (ceil(Sq / RW), H, nb); flags bit 0: write the logsumexp into stats.
 @compute @workgroup_size(RW)
@@ -495,9 +504,9 @@ fn attn_fwd_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
   }
   var m = MASKED;
   var l = 0.0;
-  for (var k0 = kr.x; k0 < kr.y; k0 += FK) {
-    let nk = min(FK, kr.y - k0);
-    var s: array<f32, FK>;
+  for (var k0 = kr.x; k0 < kr.y; k0 += RK) {
+    let nk = min(RK, kr.y - k0);
+    var s: array<f32, RK>;
     var mt = m;
     for (var c = 0u; c < nk; c++) {
       let kj = kbase + (k0 + c) * kvs;
@@ -568,10 +577,10 @@ fn attn_bwd_q_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
   var m = MASKED;
   var l = 0.0;
   var t = 0.0; // Σ_j exp(s_j − m)·dP_j
-  for (var k0 = kr.x; k0 < kr.y; k0 += FK) {
-    let nk = min(FK, kr.y - k0);
-    var s: array<f32, FK>;
-    var dp: array<f32, FK>;
+  for (var k0 = kr.x; k0 < kr.y; k0 += RK) {
+    let nk = min(RK, kr.y - k0);
+    var s: array<f32, RK>;
+    var dp: array<f32, RK>;
     var mt = m;
     for (var c = 0u; c < nk; c++) {
       let kj = kbase + (k0 + c) * kvs;

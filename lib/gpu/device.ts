@@ -41,12 +41,16 @@ export interface GpuReport {
   backend: string;
 }
 
-/** A pipeline request: shader family, entry point, type aliases and override constants. */
+/**
+ * A pipeline request: shader family, entry point, type aliases, override constants and `consts`
+ * (u32 module constants prepended to the source; see {@link composeShader}).
+ */
 export interface PipelineSpec {
   family: string;
   entry: string;
   types?: Record<string, DType>;
   constants?: Record<string, number>;
+  consts?: Record<string, number>;
 }
 
 /**
@@ -242,11 +246,11 @@ export class Gpu {
       return this.#serialBarrier().then(() => this.pipeline(spec));
     }
     const types = spec.types ?? {};
-    const key = JSON.stringify([spec.family, spec.entry, types, spec.constants ?? {}]);
+    const key = JSON.stringify([spec.family, spec.entry, types, spec.constants ?? {}, spec.consts ?? {}]);
     let p = this.#pipelines.get(key);
     if (!p) {
       p = (async () => {
-        const code = composeShader(await loadShaderSource(spec.family), types);
+        const code = composeShader(await loadShaderSource(spec.family), types, spec.consts);
         this.device.pushErrorScope("validation");
         const module = this.device.createShaderModule({ code, label: spec.family });
         const err = await this.device.popErrorScope();

@@ -25,11 +25,22 @@ export function loadShaderSource(family: string): Promise<string> {
 
 /**
  * Builds the text a pipeline compiles: `enable f16;` when any alias is f16, one `alias NAME = f16|f32;`
- * per entry of `types`, then the family's source.
+ * per entry of `types`, one `const NAME: u32 = Nu;` per entry of `consts` (compile-time sizes such as
+ * private array lengths, which WGSL override constants cannot give), then the family's source.
  */
-export function composeShader(source: string, types: Record<string, DType>): string {
+export function composeShader(
+  source: string,
+  types: Record<string, DType>,
+  consts: Record<string, number> = {},
+): string {
   const needF16 = Object.values(types).includes("f16");
   const head = needF16 ? ["enable f16;"] : [];
   for (const [name, dt] of Object.entries(types)) head.push(`alias ${name} = ${dt};`);
+  for (const [name, n] of Object.entries(consts)) {
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+      throw new Error(`shader constant ${name} must be a u32, got ${n}`);
+    }
+    head.push(`const ${name}: u32 = ${n}u;`);
+  }
   return head.join("\n") + "\n" + source;
 }

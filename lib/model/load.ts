@@ -17,7 +17,7 @@ import { type Precision, weightDtype } from "./precision.ts";
 import type { FloatTensor } from "./safetensors.ts";
 import { loadTokenizer, type Tokenizer } from "./tokenizer.ts";
 import { type Block, type Linear, type Norm, Transformer } from "./transformer.ts";
-import { countNonFiniteBits, validateShapes } from "./validate.ts";
+import { countNonFiniteBits } from "./validate.ts";
 
 /** Options for {@link loadModel}. */
 export interface LoadModelOptions {
@@ -247,14 +247,11 @@ export async function loadModel(nameOrDir: string, opts: LoadModelOptions = {}):
       }${missing.length > 12 ? ", …" : ""}`,
     );
   }
-  // config.json must describe these weights: shapes and layer count (lib/model/validate.ts), and the
-  // Llama-like extras (q/k norms) with the fields they come from (shapes.ts)
-  const more = architectureFor({ ...config, numLayers: config.numLayers + 1 }, names);
-  validateShapes(dir, config, arch, {
-    shapeOf: (n) => checkpoint.info(n).shape,
+  // config.json must describe these weights: every shape and the layer count (lib/model/shapes.ts)
+  checkShapes(config, arch, (n) => checkpoint.info(n), `${dir.replace(/\/$/, "")}/config.json`, {
+    extraLayer: architectureFor({ ...config, numLayers: config.numLayers + 1 }, names),
     has: (n) => names.has(n),
-  }, more);
-  checkShapes(config, arch, (n) => checkpoint.info(n), `${dir.replace(/\/$/, "")}/config.json`);
+  });
 
   const placement = parseDevices(
     Array.isArray(opts.devices) ? opts.devices.join(",") : (opts.devices ?? (opts.gpus?.length ?? 1)),

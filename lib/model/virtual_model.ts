@@ -141,7 +141,10 @@ export async function virtualModel(source: string, opts: VirtualModelOptions): P
   const arch = architectureFor(config, names);
   let shapes: Map<string, number[]>;
   if (real) {
-    checkShapes(config, arch, (n) => real.info(n), `${dir}/config.json`);
+    checkShapes(config, arch, (n) => real.info(n), `${dir}/config.json`, {
+      extraLayer: architectureFor({ ...config, numLayers: config.numLayers + 1 }, names),
+      has: (n) => names.has(n),
+    });
     shapes = new Map();
     for (const n of real.names()) shapes.set(n, real.info(n).shape);
     await real.close();

@@ -13,9 +13,13 @@
  * keys its block can see (causal and window bounds), so memory is O(S) and long sequences work. The
  * backward recomputes the forward's logsumexp, computes D = rowsum(dOut ∘ out), then dq per query block
  * and dk/dv per key block (the latter summing over the query heads of its kv head: no atomics).
- * head_dim ≤ 128; workgroup memory ≤ 16 KiB. `row` (CPU adapters): one invocation per query row (forward;
- * backward: logsumexp, D and dq in one kernel) or per key row (dk/dv), without workgroup memory or
- * barriers: two dispatches for the backward instead of four.
+ * head_dim ≤ 256 (GPT-J); workgroup memory ≤ 16 KiB. Each design compiles one pipeline variant per
+ * head_dim class ({@link attentionTiles}): head_dim ≤ 128 keeps the original tiles (16 × 8 forward, 8 × 8
+ * backward), 129…256 halves the rows per tile so the doubled rows still fit. `row` (CPU adapters): one
+ * invocation per query row (forward; backward: logsumexp, D and dq in one kernel) or per key row (dk/dv),
+ * without workgroup memory or barriers: two dispatches for the backward instead of four. On llvmpipe, whose
+ * loops stop after 65,535 iterations per shader invocation, a call too long for the row kernels runs the
+ * tiled ones, and one too long for both is an error (lib/ops/attention_budget.ts).
  *
  * Row-chunked tensors work: runs of batch rows lying in one chunk of every operand are dispatched together;
  * a batch row that straddles a chunk boundary is gathered into a temporary buffer (and outputs scattered
@@ -27,9 +31,36 @@ import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { chunkOf, grid1d, rowRuns, words } from "./_chunks.ts";
+import {
+  attentionLoopIterations,
+  hasLoopLimit,
+  LLVMPIPE_LOOP_LIMIT,
+  type LoopShape,
+} from "./attention_budget.ts";
 
 /** Largest head_dim the kernels support. */
-export const ATTENTION_MAX_HEAD_DIM = 128;
+export const ATTENTION_MAX_HEAD_DIM = 256;
+
+/** Tile sizes of one pipeline variant (u32 constants of shaders/attention.wgsl). */
+export interface AttentionTiles {
+  /** The largest head_dim of the variant (private and workgroup row length). */
+  HDM: number;
+  /** Forward (tiled): queries per workgroup. */
+  FQ: number;
+  /** Forward (tiled): keys per online-softmax step. */
+  FK: number;
+  /** Backward (tiled): queries (keys) per tile. */
+  BT: number;
+}
+
+/**
+ * The pipeline variant for a head_dim: ≤ 128 → the 128-wide tiles (unchanged from before 256 existed, so
+ * small heads pay nothing), else the 256-wide ones with half the rows per tile (workgroup memory: forward
+ * 4·(FQ + FK)·HDM + small = 12.4 KiB, backward 3·4·BT·HDM + small = 12.2 KiB in both variants).
+ */
+export function attentionTiles(headDim: number): AttentionTiles {
+  return headDim <= 128 ? { HDM: 128, FQ: 16, FK: 8, BT: 8 } : { HDM: 256, FQ: 8, FK: 4, BT: 4 };
+}
 
 /**
  * Which kernels run attention: `tiled`: workgroups of 64 threads sharing q/k/v tiles in workgroup memory
@@ -54,7 +85,7 @@ export interface AttentionOptions {
   heads: number;
   /** Key/value heads KV (H % KV == 0; KV == H is plain multi-head attention). */
   kvHeads: number;
-  /** Dims per head (≤ 128). */
+  /** Dims per head (≤ 256). */
   headDim: number;
   /** Valid keys per batch row (right padding); default seqKv for every row. */
   kvLengths?: number[];
@@ -68,6 +99,11 @@ export interface AttentionOptions {
   outDtype?: DType;
   /** Kernel choice (default `auto`); see {@link AttentionKernel}. */
   kernel?: AttentionKernel;
+  /**
+   * Pipeline variant (default {@link attentionTiles}(headDim)); benchmarks and tests set it to run a small
+   * head on the 256-wide variant. Must be one of the variants and at least headDim wide.
+   */
+  tiles?: AttentionTiles;
 }
 
 /** Activation gradients of {@link attention} (f32). */
@@ -94,10 +130,48 @@ interface Geometry {
   queryOffset: number[];
   /** Use the one-invocation-per-row kernels. */
   row: boolean;
+  /** Tile sizes of the pipeline variant. */
+  tiles: AttentionTiles;
+}
+
+function variant(op: string, headDim: number, t: AttentionTiles | undefined): AttentionTiles {
+  if (!t) return attentionTiles(headDim);
+  const known = [attentionTiles(128), attentionTiles(256)];
+  const same = (a: AttentionTiles) => a.HDM === t.HDM && a.FQ === t.FQ && a.FK === t.FK && a.BT === t.BT;
+  if (!known.some(same) || t.HDM < headDim) {
+    throw new GpuError(op, `tiles ${JSON.stringify(t)} are not a variant for headDim ${headDim}`);
+  }
+  return t;
 }
 
 function isCount(n: number, min: number): boolean {
   return Number.isInteger(n) && n >= min;
+}
+
+/**
+ * The design (row or tiled) that runs: the requested one, except that on llvmpipe, whose loops stop after
+ * 65,535 iterations per invocation (lib/ops/attention_budget.ts), `auto` takes the tiled kernels when the row
+ * ones would exceed that and the tiled ones do not; a call that neither fits is a clear error, never a
+ * silently wrong result.
+ */
+function chooseDesign(op: string, gpu: Gpu, kernel: AttentionKernel, s: LoopShape): boolean {
+  const row = kernel === "row" || (kernel === "auto" && gpu.isCpuAdapter);
+  if (!hasLoopLimit(gpu.report.description)) return row;
+  const pass = op === "attention" ? "forward" : "backward";
+  const cap = Math.floor(0.9 * LLVMPIPE_LOOP_LIMIT);
+  const need = (r: boolean) => attentionLoopIterations(s, r ? "row" : "tiled", pass);
+  if (row && kernel === "auto" && need(true) > cap && need(false) <= cap) return false;
+  if (need(row) > cap) {
+    throw new GpuError(
+      op,
+      `llvmpipe stops a shader's loops after ${LLVMPIPE_LOOP_LIMIT} iterations per invocation; the ${
+        row ? "row" : "tiled"
+      } attention ${pass} over ${s.maxKvLength} keys at head_dim ${s.headDim} needs about ${need(row)}` +
+        (kernel === "auto" ? " (the other design does not fit either)" : "") +
+        ": use shorter sequences, a sliding window, or a GPU adapter",
+    );
+  }
+  return row;
 }
 
 function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): Geometry {
@@ -137,6 +211,10 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
   if (!Number.isFinite(scale)) throw new GpuError(op, `scale ${scale} is not finite`);
   const kernel = o.kernel ?? "auto";
   if (!["auto", "tiled", "row"].includes(kernel)) throw new GpuError(op, `unknown kernel ${kernel}`);
+  const tiles = variant(op, headDim, o.tiles);
+  const group = heads / kvHeads;
+  const maxKvLength = Math.max(...kvLengths);
+  const row = chooseDesign(op, q.gpu, kernel, { seqQ, seqKv, headDim, group, window, maxKvLength, tiles });
   return {
     batch,
     seqQ,
@@ -149,7 +227,8 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
     scale,
     kvLengths,
     queryOffset,
-    row: kernel === "row" || (kernel === "auto" && q.gpu.isCpuAdapter),
+    row,
+    tiles,
   };
 }
 
@@ -333,6 +412,7 @@ async function forward(
     family: "attention",
     entry: g.row ? "attn_fwd_tpr" : "attn_fwd",
     types: types(q, k, v, out.dtype, "f32"),
+    consts: { ...g.tiles },
   });
   const st = stats ?? gpu.createStorage(16, "attention.nostats");
   const operands = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
@@ -345,7 +425,7 @@ async function forward(
       op,
       pipe,
       [meta, bq.buffer, bk.buffer, bv.buffer, bo.buffer, st],
-      [Math.ceil(g.seqQ / (g.row ? ROW_WG : 16)), g.heads, nb],
+      [Math.ceil(g.seqQ / (g.row ? ROW_WG : g.tiles.FQ)), g.heads, nb],
       params(g, b0, { q: bq.offset, k: bk.offset, v: bv.offset, o: bo.offset }, stats ? 1 : 0),
     );
   });
@@ -398,7 +478,7 @@ export async function attentionBackward(
   const tp = types(q, k, v, "f32", dOut.dtype);
   const [prep, pdq, pdkdv] = await Promise.all(
     ["attn_bwd_prep", "attn_bwd_dq", "attn_bwd_dkdv"].map((entry) =>
-      gpu.pipeline({ family: "attention", entry, types: tp })
+      gpu.pipeline({ family: "attention", entry, types: tp, consts: { ...g.tiles } })
     ),
   );
   const qShape = [g.batch * g.seqQ, g.heads * g.headDim];
@@ -421,7 +501,7 @@ export async function attentionBackward(
         params(g, b0, { o: bo.offset, dO: bd.offset }, n),
       );
     });
-    dispatchGradients(op, g, pdq, pdkdv, 8, { q, k, v, dOut, dq, dk, dv }, meta, stats);
+    dispatchGradients(op, g, pdq, pdkdv, g.tiles.BT, { q, k, v, dOut, dq, dk, dv }, meta, stats);
   } catch (e) {
     dq.dispose();
     dk.dispose();
@@ -497,7 +577,7 @@ async function backwardRows(
   dOut: Tensor,
 ): Promise<AttentionGradients> {
   const gpu = q.gpu;
-  const spec = { family: "attention", types: types(q, k, v, "f32", dOut.dtype) };
+  const spec = { family: "attention", types: types(q, k, v, "f32", dOut.dtype), consts: { ...g.tiles } };
   const [pq, pkv] = await Promise.all(
     ["attn_bwd_q_tpr", "attn_bwd_kv_tpr"].map((entry) => gpu.pipeline({ ...spec, entry })),
   );

@@ -112,6 +112,24 @@ Deno.test("keg plan from config.json alone: weights match the parameter count; C
   for (const d of two.devices) assert.ok(d.peak < f16.devices[0].peak);
 });
 
+Deno.test("keg plan GPT-J-6B (head_dim 256; n_inner null is 4·n_embd): weights match the parameter count", async () => {
+  const hp = await loadHparams("configs/ROME/gpt-j-6B.yaml");
+  const raw = JSON.parse(await Deno.readTextFile(`${CONFIGS}gpt-j-6b.json`));
+  assert.equal(raw.n_inner, null);
+  const c = parseConfig(raw);
+  assert.equal(c.headDim, 256);
+  assert.equal(c.intermediateSize, 4 * c.hiddenSize);
+  const f16 = await planEdit(`${CONFIGS}gpt-j-6b.json`, hp, { precision: "f16", devices: 1 });
+  // 6.05e9 parameters: q/k/v/out_proj without bias, fc_in / fc_out with, untied lm_head with a bias;
+  // linear weights and the embedding in f16, biases and LayerNorms in f32
+  const h = c.hiddenSize, ff = c.intermediateSize, V = c.vocabSize, L = c.numLayers;
+  const lin = L * (4 * h * h + 2 * h * ff) + 2 * V * h;
+  const small = L * (ff + h + 2 * h) + 2 * h + V;
+  assert.equal(f16.devices[0].weights, 2 * lin + 4 * small);
+  assert.ok(f16.devices[0].peak > f16.devices[0].weights);
+  assert.ok(f16.devices[0].peak < 1.3 * f16.devices[0].weights, `${f16.devices[0].peak}`);
+});
+
 Deno.test("keg plan --devices auto: the fewest devices under the budget", async () => {
   const hp = await loadHparams("configs/ROME/llama3-8b.yaml");
   const model = `${CONFIGS}llama-3-8b.json`;

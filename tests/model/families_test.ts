@@ -196,7 +196,7 @@ Deno.test("malformed checkpoints: head_dim inconsistent with the weights, missin
     let dir = await variant(q3, (c) => ({ ...c, head_dim: 16 }));
     dirs.push(dir);
     let e = await loadError(dir);
-    // (lib/model/validate.ts reports it first: the tensor, both shapes, the config fields)
+    // (lib/model/shapes.ts: the tensor, its file, both shapes, the config file and fields)
     assert.ok(e.message.startsWith(dir), e.message);
     assert.ok(e.message.includes("model.layers.0.self_attn.q_proj.weight has shape [128, 64]"), e.message);
     assert.ok(e.message.includes("config.json implies [64, 64]"), e.message);
@@ -208,7 +208,7 @@ Deno.test("malformed checkpoints: head_dim inconsistent with the weights, missin
     assert.ok(e.message.includes("a qwen3 model needs"), e.message);
     assert.ok(e.message.includes("model.layers.0.self_attn.q_norm.weight"), e.message);
     assert.ok(e.message.startsWith(dir), e.message);
-    // a q_norm of the wrong length (shapes.ts: the Llama-like extras)
+    // a q_norm of the wrong length (the Llama-like extras, same check)
     dir = await variant(
       q3,
       (c) => c,

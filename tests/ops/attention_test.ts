@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { type DType, F16_EPS, F32_EPS, GpuError, Tensor } from "../../lib/gpu/mod.ts";
-import { attention, attentionBackward, type AttentionOptions, KvCache } from "../../lib/ops/attention.ts";
+import {
+  attention,
+  attentionBackward,
+  type AttentionOptions,
+  attentionTiles,
+  KvCache,
+} from "../../lib/ops/attention.ts";
 import {
   attentionBackwardReference,
   attentionProbs,
@@ -193,17 +199,27 @@ Deno.test("attention forward: Mistral sliding window (seq 20 > window 8) with GQ
 });
 
 Deno.test("KV-cache decoding (rotary offsets per row, window) reproduces the full prefill rows", async () => {
+  await kvCacheDecode(16, "auto");
+});
+
+Deno.test("KV-cache decoding at head_dim 256 (GPT-J, partial rotary 64) with both kernel designs", async () => {
+  for (const kernel of ["tiled", "row"] as const) await kvCacheDecode(256, kernel, 64);
+});
+
+/** Prefill + decode through a {@link KvCache} against the full-sequence attention of the same rows. */
+async function kvCacheDecode(headDim: number, kernel: AttentionOptions["kernel"], rotaryDim = headDim) {
   const gpu = await testGpu();
-  const c: AttentionRefOptions = {
+  const c: AttentionRefOptions & { kernel: AttentionOptions["kernel"] } = {
     batch: 2,
     seqQ: 20,
     seqKv: 20,
     heads: 4,
     kvHeads: 2,
-    headDim: 16,
+    headDim,
     window: 8,
+    kernel,
   };
-  const rot = { headDim: 16, rotaryDim: 16, theta: 1e4, interleaved: false };
+  const rot = { headDim, rotaryDim, theta: 1e4, interleaved: false };
   const d = makeData(c, 40, "f32");
   const qs = c.heads * c.headDim, kvs = c.kvHeads * c.headDim;
   // full prefill: rotary at positions 0..19, then attention over all rows
@@ -223,7 +239,7 @@ Deno.test("KV-cache decoding (rotary offsets per row, window) reproduces the ful
     }
     return out;
   };
-  const cache = new KvCache(gpu, { layers: 2, batch: 2, maxLen: 20, kvHeads: 2, headDim: 16, dtype: "f32" });
+  const cache = new KvCache(gpu, { layers: 2, batch: 2, maxLen: 20, kvHeads: 2, headDim, dtype: "f32" });
   const lengths = [5, 3]; // right-padded prompts: prefill 5 rows per batch row, row 1 has 2 padding rows
   const got: Float32Array[] = [new Float32Array(20 * qs), new Float32Array(20 * qs)];
   let n = 5;
@@ -261,12 +277,12 @@ Deno.test("KV-cache decoding (rotary offsets per row, window) reproduces the ful
       fullOut.subarray(b * 20 * qs, (b * 20 + rows) * qs),
       tol,
       0,
-      `decode row ${b}`,
+      `decode hd${headDim} ${kernel} row ${b}`,
     );
   }
   assert.throws(() => cache.advance(1), GpuError);
   cache.dispose();
-});
+}
 
 /** f64 loss L = Σ dOut ∘ attention(q, k, v) for finite differences. */
 function loss(
@@ -515,10 +531,10 @@ Deno.test("attention rejects inconsistent shapes and options with clear errors",
       (e: Error) => e instanceof GpuError && re.test(e.message),
     );
   }
-  const big = Tensor.zeros(gpu, [2, 2 * 160], "f32");
+  const big = Tensor.zeros(gpu, [2, 2 * 264], "f32");
   await assert.rejects(
-    attention(big, big, big, { batch: 1, seqQ: 2, seqKv: 2, heads: 2, kvHeads: 2, headDim: 160 }),
-    /headDim 160 exceeds/,
+    attention(big, big, big, { batch: 1, seqQ: 2, seqKv: 2, heads: 2, kvHeads: 2, headDim: 264 }),
+    /headDim 264 exceeds the supported maximum 256/,
   );
   await assert.rejects(attentionBackward(q, k, k, k, base), /dOut has shape/);
   const cache = new KvCache(gpu, { layers: 1, batch: 2, maxLen: 4, kvHeads: 2, headDim: 8, dtype: "f32" });
@@ -635,4 +651,165 @@ Deno.test("both kernel designs work on row-chunked tensors", async () => {
     }
   }
   await gpu.destroy();
+});
+
+// head_dim above 128 (GPT-J's 256) runs a second pipeline variant with half the rows per tile; 80, 96 and
+// 160 are head sizes that fill neither variant's rows (nor the per-thread dims) evenly.
+const WIDE_CASES: Case[] = [
+  {
+    name: "hd256 GQA 4/2 S19 padded",
+    batch: 2,
+    seqQ: 19,
+    seqKv: 19,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 256,
+    kvLengths: [19, 11],
+  },
+  {
+    name: "hd256 offsets + window",
+    batch: 2,
+    seqQ: 6,
+    seqKv: 21,
+    heads: 2,
+    kvHeads: 1,
+    headDim: 256,
+    kvLengths: [21, 15],
+    queryOffset: [15, 9],
+    window: 7,
+  },
+  {
+    name: "hd160 window padded",
+    batch: 2,
+    seqQ: 20,
+    seqKv: 20,
+    heads: 2,
+    kvHeads: 1,
+    headDim: 160,
+    kvLengths: [20, 13],
+    window: 8,
+  },
+  { name: "hd96 MHA S17", batch: 1, seqQ: 17, seqKv: 17, heads: 2, kvHeads: 2, headDim: 96 },
+  {
+    name: "hd80 decode rows",
+    batch: 2,
+    seqQ: 3,
+    seqKv: 13,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 80,
+    kvLengths: [13, 9],
+    queryOffset: [10, 6],
+  },
+];
+
+Deno.test("head_dim 80, 96, 160, 256: forward and backward of both designs match the reference (f32, f16)", async () => {
+  const gpu = await testGpu();
+  for (const dtype of ["f32", "f16"] as const) {
+    for (const [n, c] of WIDE_CASES.entries()) {
+      const d = makeData(c, 200 + n, dtype);
+      const dOut = roundF16(randArray(d.q.length, 220 + n));
+      const bd = backwardBounds(d, dOut, c);
+      for (const kernel of ["tiled", "row"] as const) {
+        const t = upload(gpu, c, d, dtype);
+        const out = await attention(t.q, t.k, t.v, { ...c, kernel });
+        checkForward(await out.read(), c, d, dtype, `${kernel} ${c.name} ${dtype}`);
+        const tdo = Tensor.from(gpu, dOut, [c.batch * c.seqQ, c.heads * c.headDim], dtype);
+        const g = await attentionBackward(t.q, t.k, t.v, tdo, { ...c, kernel });
+        for (const name of ["dq", "dk", "dv"] as const) {
+          const got = await g[name].read();
+          assertWithin(got, bd.ref[name], bd.eps, bd[name], `${kernel} ${c.name} ${dtype} ${name}`);
+          assert.ok(got.some((x) => Math.abs(x) > 1e-3), `${kernel} ${c.name} ${name} is trivially zero`);
+          g[name].dispose();
+        }
+        for (const x of [out, t.q, t.k, t.v, tdo]) x.dispose();
+      }
+    }
+  }
+});
+
+Deno.test("head_dim 256: the GPU backward of both designs equals central finite differences", async () => {
+  const gpu = await testGpu();
+  const c: AttentionRefOptions = {
+    batch: 2,
+    seqQ: 5,
+    seqKv: 5,
+    heads: 2,
+    kvHeads: 1,
+    headDim: 256,
+    kvLengths: [5, 3],
+    window: 4,
+  };
+  // moderate inputs so that L is smooth on the step h: q, k, v uniform in [-1, 1)
+  const d: Data = {
+    q: randArray(c.batch * c.seqQ * c.heads * c.headDim, 240),
+    k: randArray(c.batch * c.seqKv * c.kvHeads * c.headDim, 241),
+    v: randArray(c.batch * c.seqKv * c.kvHeads * c.headDim, 242),
+  };
+  const dOut = randArray(d.q.length, 243);
+  const t = upload(gpu, c, d, "f32");
+  const tdo = Tensor.from(gpu, dOut, [c.batch * c.seqQ, c.heads * c.headDim], "f32");
+  for (const kernel of ["tiled", "row"] as const) {
+    const g = await attentionBackward(t.q, t.k, t.v, tdo, { ...c, kernel });
+    const grads = { q: await g.dq.read(), k: await g.dk.read(), v: await g.dv.read() };
+    // h = 1e-3 on the f64 forward: truncation h²/6 times the third derivative (≲ 1 here) ~ 2e-7, rounding
+    // ~1e-13; the GPU's f32 gradients add ≲ 1e-5 (their γ bound for these sizes). 5e-5 absolute leaves
+    // margin and is far below a structural error (a wrong dim or key moves an entry by ~1e-2 or more).
+    const h = 1e-3;
+    for (const name of ["q", "k", "v"] as const) {
+      const x = d[name], grad = grads[name];
+      let checked = 0, nonzero = 0;
+      for (let i = 0; i < x.length; i += 7) {
+        const at = (delta: number) => {
+          const y = Float64Array.from(x);
+          y[i] += delta;
+          return loss(name === "q" ? y : d.q, name === "k" ? y : d.k, name === "v" ? y : d.v, dOut, c);
+        };
+        const fd = (at(h) - at(-h)) / (2 * h);
+        if (!(Math.abs(grad[i] - fd) <= 5e-5)) {
+          throw new Error(`${kernel} d${name}[${i}]: GPU ${grad[i]}, finite differences ${fd}`);
+        }
+        checked++;
+        if (Math.abs(fd) > 1e-2) nonzero++;
+      }
+      assert.ok(
+        nonzero > checked / 4,
+        `${kernel} d${name}: too few non-zero gradients (${nonzero}/${checked})`,
+      );
+    }
+    for (const x of [g.dq, g.dk, g.dv]) x.dispose();
+  }
+  for (const x of [t.q, t.k, t.v, tdo]) x.dispose();
+});
+
+Deno.test("small heads on the 256-wide variant (the bench's comparison) match the reference; bad tiles are refused", async () => {
+  const gpu = await testGpu();
+  const tiles = attentionTiles(256);
+  for (const c of [FORWARD_CASES[0], BACKWARD_CASES[2], BACKWARD_CASES[0]]) {
+    const d = makeData(c, 260, "f32");
+    const dOut = randArray(d.q.length, 261);
+    const bd = backwardBounds(d, dOut, c);
+    for (const kernel of ["tiled", "row"] as const) {
+      const t = upload(gpu, c, d, "f32");
+      const out = await attention(t.q, t.k, t.v, { ...c, kernel, tiles });
+      checkForward(await out.read(), c, d, "f32", `${kernel} ${c.name} on the 256 variant`);
+      const tdo = Tensor.from(gpu, dOut, [c.batch * c.seqQ, c.heads * c.headDim], "f32");
+      const g = await attentionBackward(t.q, t.k, t.v, tdo, { ...c, kernel, tiles });
+      for (const name of ["dq", "dk", "dv"] as const) {
+        assertWithin(await g[name].read(), bd.ref[name], bd.eps, bd[name], `${kernel} ${c.name} 256 ${name}`);
+        g[name].dispose();
+      }
+      for (const x of [out, t.q, t.k, t.v, tdo]) x.dispose();
+    }
+  }
+  assert.deepEqual(attentionTiles(128), { HDM: 128, FQ: 16, FK: 8, BT: 8 });
+  assert.deepEqual(attentionTiles(129), tiles);
+  const x = Tensor.zeros(gpu, [2, 2 * 160], "f32");
+  const o = { batch: 1, seqQ: 2, seqKv: 2, heads: 2, kvHeads: 2, headDim: 160 };
+  await assert.rejects(
+    attention(x, x, x, { ...o, tiles: attentionTiles(128) }),
+    /not a variant for headDim 160/,
+  );
+  await assert.rejects(attention(x, x, x, { ...o, tiles: { ...tiles, FQ: 4 } }), /not a variant/);
+  x.dispose();
 });

@@ -238,7 +238,7 @@ const cases: Case[] = [
       ),
     code: 1,
     match:
-      /tensor transformer\.wte\.weight has shape \[50257, 2\] but config\.json implies \[50300, 2\].*vocab_size/,
+      /tensor transformer\.wte\.weight has shape \[50257, 2\] but \S*m\/config\.json implies \[50300, 2\].*vocab_size/,
   },
   {
     name: "config: wrong n_embd (blamed on the config, not the stats)",
