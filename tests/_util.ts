@@ -85,3 +85,21 @@ export function sharedPath(rel: string): string | null {
     return null;
   }
 }
+
+/**
+ * ../shared fixtures covering every block wiring: GPT-2 (LayerNorm, learned positions), GPT-J (parallel
+ * block, interleaved partial rotary, LM-head bias), Llama (RMSNorm, GQA, rotate_half, gated MLP), Mistral
+ * (sliding window), Llama-3 (llama3 rope scaling; 3.2 tied head), Qwen2 (q/k/v biases; tied) and Qwen3
+ * (per-head q/k RMSNorm before rotary, head_dim ≠ hidden/heads, tied head).
+ */
+export const WIRING_FIXTURES: readonly string[] = [
+  "gpt2-tiny",
+  "gptj-tiny",
+  "llama-tiny-gqa",
+  "mistral-tiny",
+  "llama3-tiny-rope-scaled",
+  "llama3.2-tiny-tied",
+  "qwen2-tiny",
+  "qwen2-tiny-tied",
+  "qwen3-tiny",
+];

@@ -4,26 +4,13 @@ import { padBatch } from "../../lib/model/transformer.ts";
 import { backwardFromLogits, disposeTaped, forwardWithTape } from "../../lib/model/backward.ts";
 import { Tensor } from "../../lib/gpu/mod.ts";
 import { axpy, cast } from "../../lib/ops/elementwise.ts";
-import { randArray, sharedPath } from "../_util.ts";
+import { randArray, sharedPath, WIRING_FIXTURES } from "../_util.ts";
 
 // The whole-model backward (blocks above the edit layer, final norm, LM head) against central finite
-// differences of the model's own forward, for each block wiring: GPT-2 (LayerNorm, learned positions),
-// GPT-J (parallel block, interleaved partial rotary, LM-head bias), Llama (RMSNorm, GQA, rotate_half, gated
-// MLP), Mistral (sliding window), Llama-3 (llama3 rope scaling; 3.2 tied head), Qwen2 (q/k/v biases; tied)
-// and Qwen3 (per-head q/k RMSNorm before rotary, head_dim ≠ hidden/heads, tied head). loss = Σ W ⊙ logits over the real rows; the directional derivative along a
-// random u from the backward must equal (loss(x + h·u) − loss(x − h·u)) / 2h.
-const FIXTURES = [
-  "gpt2-tiny",
-  "gptj-tiny",
-  "llama-tiny-gqa",
-  "mistral-tiny",
-  "llama3-tiny-rope-scaled",
-  "llama3.2-tiny-tied",
-  "qwen2-tiny",
-  "qwen2-tiny-tied",
-  "qwen3-tiny",
-];
-for (const fixture of FIXTURES) {
+// differences of the model's own forward, for each block wiring (WIRING_FIXTURES). loss = Σ W ⊙ logits over
+// the real rows; the directional derivative along a random u from the backward must equal
+// (loss(x + h·u) − loss(x − h·u)) / 2h.
+for (const fixture of WIRING_FIXTURES) {
   Deno.test(`backward through layers 1… of ${fixture} matches finite differences`, async () => {
     const dir = sharedPath(`models/fixtures/${fixture}`);
     if (!dir) return;

@@ -6,21 +6,12 @@ import { prefillAbove, suffixBatch, suffixRow } from "../../lib/model/suffix.ts"
 import { Tensor } from "../../lib/gpu/mod.ts";
 import { cast } from "../../lib/ops/elementwise.ts";
 import { gatherRows } from "../../lib/ops/embedding.ts";
-import { maxAbsDiff, randArray, sharedPath } from "../_util.ts";
+import { maxAbsDiff, randArray, sharedPath, WIRING_FIXTURES } from "../_util.ts";
 
 // v*'s suffix rows: blocks 1… run on the positions cut[b]… of each row after a KV-cached prefix must give
 // the whole batch's logits at those rows and the whole batch's gradient w.r.t. the residual at those rows
 // (the loss reads only suffix rows), for every block wiring (learned positions, rotary variants, GQA,
 // sliding window, parallel block, q/k norms, biases).
-const FIXTURES = [
-  "gpt2-tiny",
-  "gptj-tiny",
-  "llama-tiny-gqa",
-  "mistral-tiny",
-  "llama3-tiny-rope-scaled",
-  "qwen2-tiny",
-  "qwen3-tiny",
-];
 
 Deno.test("suffixBatch maps rows, pads with each row's last token and sizes the cache", () => {
   const full = padBatch([[1, 2, 3, 4, 5], [6, 7, 8]]);
@@ -36,7 +27,7 @@ Deno.test("suffixBatch maps rows, pads with each row's last token and sizes the 
   assert.throws(() => suffixBatch(full, [5, 0]), /outside/);
 });
 
-for (const fixture of FIXTURES) {
+for (const fixture of WIRING_FIXTURES) {
   Deno.test(`suffix rows after a cached prefix equal the whole batch on ${fixture}`, async () => {
     const dir = sharedPath(`models/fixtures/${fixture}`);
     if (!dir) return;
