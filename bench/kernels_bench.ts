@@ -344,7 +344,7 @@ export const matmulCases: KernelCase[] = [
   { ...shapeCase(21, 50257, 256, false, "direct"), baseline: false },
 ];
 
-/** The vocabulary of both ../shared fact models (tiny-gpt2-counterfact d = 256, tiny-llama-counterfact d = 160). */
+/** The vocabulary of both ../shared fact models (tiny-gpt2-counterfact: d = 256, tiny-llama: d = 160). */
 const VOCAB = 50257;
 
 /** The kernel `auto` picked on CPU adapters before `rows` (the same-run baseline of the LM-head rows). */
@@ -372,6 +372,51 @@ export const lmHeadCases: KernelCase[] = ([[21, 256, "f32"], [60, 256, "f32"], [
   })
 );
 
+/** Products recorded per timed run of the few-row cases (one sync each, as in a v* step's batch). */
+const FEW_ROW_REPEAT = 20;
+
+/**
+ * Linear layers on the few rows of a v* step: GPT-2's c_attn, c_fc and c_proj (`in_out`) and Llama's
+ * gate/up and down (`out_in`) of both ../shared models, at 21 and 60 rows, `rows` against what auto ran
+ * before. Each run records FEW_ROW_REPEAT products before waiting, so the kernels' time, not the sync
+ * latency, is measured.
+ */
+export const fewRowCases: KernelCase[] = ([
+  [21, 256, 768, false],
+  [21, 256, 1024, false],
+  [
+    21,
+    1024,
+    256,
+    false,
+  ],
+  [60, 256, 1024, false],
+  [21, 160, 448, true],
+  [21, 448, 160, true],
+  [60, 160, 448, true],
+] as const)
+  .flatMap(([m, k, n, t]) =>
+    ([[previousAuto(m, k, n), true], ["rows", false]] as const).map(([kn, baseline]) => {
+      const c = shapeCase(m, k, n, t, kn);
+      return {
+        ...c,
+        kernel: `${c.kernel} (few-row linear)`,
+        size: `${c.size} ×${FEW_ROW_REPEAT}`,
+        work: { flops: 2 * m * n * k * FEW_ROW_REPEAT },
+        baseline,
+        async setup() {
+          const p = await c.setup();
+          return {
+            ...p,
+            async run() {
+              for (let i = 0; i < FEW_ROW_REPEAT; i++) await p.run();
+            },
+          };
+        },
+      };
+    })
+  );
+
 /** The gemv cases: both layouts, f32 and f16 weights. */
 export const gemvCases: KernelCase[] = (["out_in", "in_out"] as const).flatMap((layout) =>
   (["f32", "f16"] as const).map((tw) => gemvCase(GV_ROWS, GV_COLS, layout, tw))
@@ -380,7 +425,7 @@ export const gemvCases: KernelCase[] = (["out_in", "in_out"] as const).flatMap((
 // KEG_BENCH_ONLY=<regex>: only the cases whose group matches (e.g. "LM|1024³ f32$" for the LM head
 // and the f32 1024³ rows)
 const only = Deno.env.get("KEG_BENCH_ONLY");
-const cases = [...matmulCases, ...lmHeadCases, ...gemvCases].filter((c) =>
+const cases = [...matmulCases, ...lmHeadCases, ...fewRowCases, ...gemvCases].filter((c) =>
   !only || new RegExp(only).test(`${c.kernel} ${c.group ?? ""}`)
 );
 const rows: Row[] = [];

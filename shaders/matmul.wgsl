@@ -23,10 +23,12 @@
 //              operands several times faster than mm_direct. Packing costs one pass over each operand.
 //   mm_pack    writes op(X)[r][4t .. 4t+3] of a strided (optionally transposed) storage operand into texel
 //              (t, r) of a storage texture, zeros past the valid columns and in rows [rows, p.k).
+//   mm_rows    few rows (CPU adapters): up to 64 rows × 16 columns of C per thread, op(A) packed by mm_pack,
+//              op(B) read from storage once per row group (see the section below and lib/ops/matmul_rows.ts).
 //   mm_naive   one thread per output element (the baseline for the benchmark; also handy for debugging).
 //   mm_reduce  C = alpha·Σ_{s < p.k} A[p.a_off + s·p.a_bs + m·p.lda + n] (+ bias) (+ C): sums the f32
-//              partial products of a K-split mm_skinny (few rows, long K: e.g. the LM head's backward,
-//              dlogits [T, V] · W [V, d], whose C alone has too few blocks to keep a device busy);
+//              partial products of a K-split mm_skinny or mm_rows (few rows, long K: e.g. the LM head's
+//              backward, dlogits [T, V] · W [V, d], whose C alone has too few blocks to keep a device busy);
 //              workgroup 16×16, dispatch (ceil(n/16), ceil(m/16)).
 // mm_direct and mm_tiled: one workgroup per 128×128 tile of C; dispatch
 // (ceil(n/128), ceil(m/128), batch). mm_naive: workgroup 16×16, dispatch (ceil(n/16), ceil(m/16), batch).
@@ -756,14 +758,16 @@ fn mm_reduce(@builtin(global_invocation_id) g: vec3<u32>) {
 
 // ---- few rows, every row in one invocation (CPU adapters) ----------------------------------------------
 
-// mm_rows: each thread owns up to 32 rows (ROWB blocks of 4) × up to 16 columns (COLB blocks of 4) of C, so
-// every element of op(B) (usually a weight: the LM head's E) is read by one thread only, once per row group,
-// and feeds 4·ROWB FMAs. op(A) comes packed by mm_pack into the texture At (op(A) as [m, k/4] texels, zeros past k): the
-// rows a thread reads are the same for all its SIMD lanes, and a texel fetch is cheap on lavapipe where a
-// storage read is a per-lane loop. op(B) is read from storage (each element once: packing it would cost
-// that read too). Workgroup 8×1 (one SIMD group) covers 4·ROWB rows × 32·COLB columns; dispatch
-// (ceil(n/(32·COLB)), ceil(m/(4·ROWB)), batch), batch z reading At from element column a_off + z·a_bs and B from b_off + z·b_bs (the
-// host splits long K into slices this way, see lib/ops/matmul_rows.ts). p.k is this slice's K.
+// mm_rows: each thread owns up to 64 rows (ROWB blocks of 4) × up to 16 columns (COLB blocks of 4) of C, so
+// every element of op(B) (usually a weight: the LM head's E) is read by one thread only, once per row
+// group, and feeds 4·ROWB FMAs. op(A) comes packed by mm_pack into the texture At (op(A) as [m, k/4]
+// texels, zeros past k): the rows a thread reads are the same for all its SIMD lanes, and a texel fetch is
+// cheap on lavapipe where a storage read is a per-lane loop. op(B) is read from storage (each element
+// once: packing it would cost that read too). Workgroup 8×1 (one SIMD group) covers 4·ROWB rows ×
+// 32·COLB columns; dispatch (ceil(n/(32·COLB)), ceil(m/(4·ROWB)), batch), batch z reading At from
+// element column a_off + z·a_bs and B from b_off + z·b_bs (the host splits long K into slices this way,
+// see lib/ops/matmul_rows.ts). p.k is this slice's K. Blocks past ROWB / COLB are removed at pipeline
+// creation (override constants), so one source serves every row count.
 override ROWB: u32 = 8u;
 // 4-column blocks per thread (1, 2 or 4)
 override COLB: u32 = 4u;

@@ -128,13 +128,14 @@ export function autoKernel(gpu: Gpu): "texel" | "direct" | "tiled" {
 
 /** On CPU adapters, unbatched products with up to this many rows run `rows` (one row group of mm_rows). */
 const ROWS_MAX_M = ROWS_PER_THREAD;
-/** … when they have at least this many multiply-adds (below, one more dispatch for the packing is not worth it). */
+/** … with at least this many multiply-adds (below, the extra packing dispatch is not worth it). */
 const ROWS_MIN_WORK = 1 << 18;
 
 /** The kernel `auto` picks for a product of this shape. */
 export function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean): MatmulKernel {
-  // few rows on a CPU adapter (the LM head forward h·Eᵀ and backward dlogits·E of v*, linear layers on a
-  // few tokens): every row in one thread, op(B) streamed once (measured 1.3–3× over skinny/texel on lavapipe)
+  // few rows on a CPU adapter (the LM head forward h·Eᵀ and backward dlogits·E of v*, linear layers on
+  // a few tokens): every row in one thread, op(B) streamed once (bench/kernels_bench.ts: the LM head
+  // 1.8–5× faster than skinny/texel on lavapipe)
   if (
     gpu.isCpuAdapter && !batched && m <= ROWS_MAX_M && m * n * k >= ROWS_MIN_WORK && texelKernels(gpu)
   ) {

@@ -1,9 +1,11 @@
 /**
- * The few-rows matmul of CPU adapters (`mm_rows` in shaders/matmul.wgsl): each thread keeps up to 32 rows ×
- * 4 columns of C in registers, so op(B) — usually a weight such as the LM head's embedding matrix — is
- * streamed once per group of up to 32 rows instead of once per 4 rows (`skinny`) or through a 128-row tile
- * that is mostly padding (`texel`). Products whose C has few blocks but a long K (the LM head's backward,
- * dlogits [R, V] · E [V, d]) are split along K into f32 partial products that `mm_reduce` sums.
+ * The few-rows matmul of CPU adapters (`mm_rows` in shaders/matmul.wgsl): each thread accumulates up to
+ * 64 rows × 16 columns of C, so op(B) — usually a weight such as the LM head's embedding matrix — is
+ * streamed from storage once per group of up to 64 rows instead of once per 4 rows (`skinny`) or read
+ * packed through a 128-row tile that is mostly padding (`texel`). op(A) (the few rows) is packed into a texture
+ * first: its reads are the same for every SIMD lane, and texel fetches are cheap on lavapipe. Products
+ * whose C has few blocks but a long K (the LM head's backward, dlogits [R, V] · E [V, d]) are split along
+ * K into f32 partial products that `mm_reduce` sums.
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
