@@ -50,8 +50,9 @@ export interface MatmulOptions {
   /** Kernel choice (default `auto`); see {@link MatmulKernel}. */
   kernel?: MatmulKernel;
   /**
-   * Let a skinny product with a long K run split along K (see {@link skinnySplit}). Default: on GPUs
-   * only (a 2-core CPU adapter is already busy with the unsplit kernel's few workgroups).
+   * Let a few-row product with a long K run split along K (`skinny`: see {@link skinnySplit}; `rows`: see
+   * lib/ops/matmul_rows.ts). Default: `rows` splits whenever that gives its small C enough workgroups;
+   * `skinny` on GPUs only (a 2-core CPU adapter is already busy with the unsplit kernel's few workgroups).
    */
   splitK?: boolean;
 }
@@ -95,7 +96,7 @@ const TILES: Record<string, [number, number]> = {
   mm_texel: [128, 128],
   mm_tiled: [128, 128],
   mm_skinny: [4, 512],
-  mm_rows: [32, 128],
+  mm_rows: [64, 128],
   mm_naive: [16, 16],
 };
 /** Up to this many rows of C the skinny kernel beats 128-row tiles (blocked kernels only). */
@@ -132,7 +133,7 @@ const ROWS_MAX_M = ROWS_PER_THREAD;
 const ROWS_MIN_WORK = 1 << 18;
 
 /** The kernel `auto` picks for a product of this shape. */
-export function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean): MatmulKernel {
+function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean): MatmulKernel {
   // few rows on a CPU adapter (the LM head forward h·Eᵀ and backward dlogits·E of v*, linear layers on
   // a few tokens): every row in one thread, op(B) streamed once (bench/kernels_bench.ts: the LM head
   // 1.8–5× faster than skinny/texel on lavapipe)
