@@ -1,12 +1,14 @@
 /**
  * Kernel benchmarks: matmul 1024³ (direct, workgroup-memory tiled and naive kernels; f32, f16 and mixed
- * f32·f16 storage) and gemv 4096×4096 (both weight layouts, f32 and f16 weights). Run
- * `deno bench -A bench/kernels_bench.ts`; sizes via KEG_BENCH_MATMUL (n of n³) and KEG_BENCH_GEMV
- * ("rows,cols").
+ * f32·f16 storage), keg's own shapes, the LM head of v* (forward and backward at 21 and 60 rows for both
+ * ../shared models, the `rows` kernel against what `auto` ran before) and gemv 4096×4096 (both weight
+ * layouts, f32 and f16 weights). Run `deno bench -A bench/kernels_bench.ts`; sizes via KEG_BENCH_MATMUL
+ * (n of n³) and KEG_BENCH_GEMV ("rows,cols"), a subset via KEG_BENCH_ONLY (a regex on kernel and group).
  *
  * Before the `deno bench` rows, a table goes to stderr with each case's rate (GFLOP/s or GB/s of weight
- * read, best of a few runs, each waiting for the GPU) and its max error against an f64 reference of the
- * unrounded f32 data, so the precision cost of f16 storage shows beside its speed.
+ * read, best of a few runs, each waiting for the GPU), best and mean times, the ratio to its group's
+ * baseline measured in the same run, and its max error against an f64 reference of the unrounded f32
+ * data, so the precision cost of f16 storage shows beside its speed.
  *
  * Other kernel families plug in through the exported helpers: describe a {@link KernelCase}, then
  * `rows.push(await measure(c))` for the table and `register(c)` for `deno bench`.
@@ -59,9 +61,14 @@ export interface Row {
   kernel: string;
   size: string;
   dtype: string;
+  /** Best and mean wall time of the timed runs. */
   ms: number;
+  meanMs?: number;
   rate: string;
   maxError: number;
+  /** The case's group (its baseline is the row the ratio compares against). */
+  group?: string;
+  baseline?: boolean;
 }
 
 const prepared = new Map<KernelCase, Promise<Prepared>>();
@@ -77,34 +84,77 @@ function prepare(c: KernelCase): Promise<Prepared> {
 
 /** Best wall time in ms of `reps` runs (after one warm-up run), each waiting for the GPU. */
 export async function bestMs(run: () => Promise<unknown>, reps: number): Promise<number> {
+  return (await timeMs(run, reps)).best;
+}
+
+/** Best and mean wall time in ms of `reps` runs (after one warm-up run), each waiting for the GPU. */
+export async function timeMs(
+  run: () => Promise<unknown>,
+  reps: number,
+): Promise<{ best: number; mean: number }> {
   await run();
   await gpu.sync();
-  let best = Infinity;
+  let best = Infinity, sum = 0;
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
     await run();
     await gpu.sync();
-    best = Math.min(best, performance.now() - t0);
+    const t = performance.now() - t0;
+    best = Math.min(best, t);
+    sum += t;
   }
-  return best;
+  return { best, mean: sum / reps };
 }
 
 /** Times a case and measures its error: one table row. */
 export async function measure(c: KernelCase): Promise<Row> {
   const p = await prepare(c);
-  const ms = await bestMs(() => p.run(), c.reps ?? 3);
+  const { best: ms, mean } = await timeMs(() => p.run(), c.reps ?? 3);
   const rate = "flops" in c.work
     ? `${(c.work.flops / ms / 1e6).toFixed(2)} GFLOP/s`
     : `${(c.work.bytes / ms / 1e6).toFixed(2)} GB/s`;
-  return { kernel: c.kernel, size: c.size, dtype: c.dtype, ms, rate, maxError: await p.maxError() };
+  return {
+    kernel: c.kernel,
+    size: c.size,
+    dtype: c.dtype,
+    ms,
+    meanMs: mean,
+    rate,
+    maxError: await p.maxError(),
+    group: c.group,
+    baseline: c.baseline,
+  };
 }
 
 /** Prints rows as an aligned table (to stderr). */
 export function printTable(title: string, rows: Row[], notes: string[] = []): void {
-  const head = ["kernel", "size", "storage", "best ms", "rate", "max |err| vs f64"];
-  const body = rows.map((
-    r,
-  ) => [r.kernel, r.size, r.dtype, r.ms.toFixed(1), r.rate, r.maxError.toExponential(2)]);
+  const head = [
+    "kernel",
+    "size",
+    "storage",
+    "best ms",
+    "mean ms",
+    "rate",
+    "× baseline (best, mean)",
+    "max |err| vs f64",
+  ];
+  const base = (r: Row) => rows.find((b) => b.baseline && b.group !== undefined && b.group === r.group);
+  const ratio = (r: Row) => {
+    const b = base(r);
+    if (!b || b === r) return b === r ? "baseline" : "";
+    const mean = b.meanMs && r.meanMs ? ` ${(b.meanMs / r.meanMs).toFixed(2)}` : "";
+    return `${(b.ms / r.ms).toFixed(2)}${mean}`;
+  };
+  const body = rows.map((r) => [
+    r.kernel,
+    r.size,
+    r.dtype,
+    r.ms.toFixed(1),
+    r.meanMs?.toFixed(1) ?? "",
+    r.rate,
+    ratio(r),
+    r.maxError.toExponential(2),
+  ]);
   const width = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => "| " + cells.map((c, i) => c.padEnd(width[i])).join(" | ") + " |";
   const out = [`\n${title} (${gpu.report.description})`, line(head), line(width.map((w) => "-".repeat(w)))];
@@ -294,16 +344,96 @@ export const matmulCases: KernelCase[] = [
   { ...shapeCase(21, 50257, 256, false, "direct"), baseline: false },
 ];
 
+/** The vocabulary of both ../shared fact models (tiny-gpt2-counterfact: d = 256, tiny-llama: d = 160). */
+const VOCAB = 50257;
+
+/** The kernel `auto` picked on CPU adapters before `rows` (the same-run baseline of the LM-head rows). */
+function previousAuto(m: number, k: number, n: number): MatmulKernel {
+  if (m <= 40) return k >= 4096 && 4 * n <= k ? "texel" : "skinny";
+  return "texel";
+}
+
+/**
+ * The LM head of v* at R = 21 and 60 rows for both models' widths: forward logits = h [R, d] · Eᵀ (E
+ * [V, d], `out_in`) and backward dh = dlogits [R, V] · E, the `rows` kernel (auto on CPU adapters) against
+ * what auto ran before as the group's baseline; also f16 E (f32·f16 storage) at R = 21, d = 256.
+ */
+export const lmHeadCases: KernelCase[] = ([[21, 256, "f32"], [60, 256, "f32"], [21, 160, "f32"], [
+  60,
+  160,
+  "f32",
+], [21, 256, "f16"]] as const).flatMap(([r, d, te]) =>
+  ([[r, d, VOCAB, true], [r, VOCAB, d, false]] as const).flatMap(([m, k, n, t]) => {
+    const lm = (kn: MatmulKernel, baseline: boolean): KernelCase => {
+      const c = shapeCase(m, k, n, t, kn, "f32", te, "f32");
+      return { ...c, kernel: `${c.kernel} (LM head ${t ? "fwd" : "bwd"})`, baseline };
+    };
+    return [lm(previousAuto(m, k, n), true), lm("rows", false)];
+  })
+);
+
+/** Products recorded per timed run of the few-row cases (one sync each, as in a v* step's batch). */
+const FEW_ROW_REPEAT = 20;
+
+/**
+ * Linear layers on the few rows of a v* step: GPT-2's c_attn, c_fc and c_proj (`in_out`) and Llama's
+ * gate/up and down (`out_in`) of both ../shared models, at 21 and 60 rows, `rows` against what auto ran
+ * before. Each run records FEW_ROW_REPEAT products before waiting, so the kernels' time, not the sync
+ * latency, is measured.
+ */
+export const fewRowCases: KernelCase[] = ([
+  [21, 256, 768, false],
+  [21, 256, 1024, false],
+  [
+    21,
+    1024,
+    256,
+    false,
+  ],
+  [60, 256, 1024, false],
+  [21, 160, 448, true],
+  [21, 448, 160, true],
+  [60, 160, 448, true],
+] as const)
+  .flatMap(([m, k, n, t]) =>
+    ([[previousAuto(m, k, n), true], ["rows", false]] as const).map(([kn, baseline]) => {
+      const c = shapeCase(m, k, n, t, kn);
+      return {
+        ...c,
+        kernel: `${c.kernel} (few-row linear)`,
+        size: `${c.size} ×${FEW_ROW_REPEAT}`,
+        work: { flops: 2 * m * n * k * FEW_ROW_REPEAT },
+        baseline,
+        async setup() {
+          const p = await c.setup();
+          return {
+            ...p,
+            async run() {
+              for (let i = 0; i < FEW_ROW_REPEAT; i++) await p.run();
+            },
+          };
+        },
+      };
+    })
+  );
+
 /** The gemv cases: both layouts, f32 and f16 weights. */
 export const gemvCases: KernelCase[] = (["out_in", "in_out"] as const).flatMap((layout) =>
   (["f32", "f16"] as const).map((tw) => gemvCase(GV_ROWS, GV_COLS, layout, tw))
 );
 
+// KEG_BENCH_ONLY=<regex>: only the cases whose group matches (e.g. "LM|1024³ f32$" for the LM head
+// and the f32 1024³ rows)
+const only = Deno.env.get("KEG_BENCH_ONLY");
+const cases = [...matmulCases, ...lmHeadCases, ...fewRowCases, ...gemvCases].filter((c) =>
+  !only || new RegExp(only).test(`${c.kernel} ${c.group ?? ""}`)
+);
 const rows: Row[] = [];
-for (const c of [...matmulCases, ...gemvCases]) rows.push(await measure(c));
+for (const c of cases) rows.push(await measure(c));
 printTable("keg kernels", rows, [
   `matmul errors: max over ${SAMPLE_ROWS} sampled rows of C; inputs uniform in [-1, 1); f16 rows include`,
   "the rounding of the inputs to f16 (the reference uses the unrounded f32 values).",
   "gemv rate: bytes of W read per second.",
+  "× baseline: the group baseline's time over this row's (best of the runs, mean of the runs); > 1 is faster.",
 ]);
-for (const c of [...matmulCases, ...gemvCases]) register(c);
+for (const c of cases) register(c);

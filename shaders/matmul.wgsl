@@ -23,10 +23,12 @@
 //              operands several times faster than mm_direct. Packing costs one pass over each operand.
 //   mm_pack    writes op(X)[r][4t .. 4t+3] of a strided (optionally transposed) storage operand into texel
 //              (t, r) of a storage texture, zeros past the valid columns and in rows [rows, p.k).
+//   mm_rows    few rows (CPU adapters): up to 64 rows × 16 columns of C per thread, op(A) packed by mm_pack,
+//              op(B) read from storage once per row group (see the section below and lib/ops/matmul_rows.ts).
 //   mm_naive   one thread per output element (the baseline for the benchmark; also handy for debugging).
 //   mm_reduce  C = alpha·Σ_{s < p.k} A[p.a_off + s·p.a_bs + m·p.lda + n] (+ bias) (+ C): sums the f32
-//              partial products of a K-split mm_skinny (few rows, long K: e.g. the LM head's backward,
-//              dlogits [T, V] · W [V, d], whose C alone has too few blocks to keep a device busy);
+//              partial products of a K-split mm_skinny or mm_rows (few rows, long K: e.g. the LM head's
+//              backward, dlogits [T, V] · W [V, d], whose C alone has too few blocks to keep a device busy);
 //              workgroup 16×16, dispatch (ceil(n/16), ceil(m/16)).
 // mm_direct and mm_tiled: one workgroup per 128×128 tile of C; dispatch
 // (ceil(n/128), ceil(m/128), batch). mm_naive: workgroup 16×16, dispatch (ceil(n/16), ceil(m/16), batch).
@@ -752,4 +754,372 @@ fn mm_reduce(@builtin(global_invocation_id) g: vec3<u32>) {
     acc += f32(A[p.a_off + s * p.a_bs + m * p.lda + n]);
   }
   finish(p.c_off, m, n, acc);
+}
+
+// ---- few rows, every row in one invocation (CPU adapters) ----------------------------------------------
+
+// mm_rows: each thread owns up to 64 rows (ROWB blocks of 4) × up to 16 columns (COLB blocks of 4) of C, so
+// every element of op(B) (usually a weight: the LM head's E) is read by one thread only, once per row
+// group, and feeds 4·ROWB FMAs. op(A) comes packed by mm_pack into the texture At (op(A) as [m, k/4]
+// texels, zeros past k): the rows a thread reads are the same for all its SIMD lanes, and a texel fetch is
+// cheap on lavapipe where a storage read is a per-lane loop. op(B) is read from storage (each element
+// once: packing it would cost that read too). Workgroup 8×1 (one SIMD group) covers 4·ROWB rows ×
+// 32·COLB columns; dispatch (ceil(n/(32·COLB)), ceil(m/(4·ROWB)), batch), batch z reading At from
+// element column a_off + z·a_bs and B from b_off + z·b_bs (the host splits long K into slices this way,
+// see lib/ops/matmul_rows.ts). p.k is this slice's K. Blocks past ROWB / COLB are removed at pipeline
+// creation (override constants), so one source serves every row count.
+override ROWB: u32 = 8u;
+// 4-column blocks per thread (1, 2 or 4)
+override COLB: u32 = 4u;
+
+@compute @workgroup_size(8, 1)
+fn mm_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n = wid.x * (32u * COLB) + lid.x * (4u * COLB);
+  if (n >= p.n) {
+    return; // no barriers below: lanes past the last column leave at once
+  }
+  let ak = p.a_off + wid.z * p.a_bs; // first K element of this slice in At
+  let bbase = p.b_off + wid.z * p.b_bs;
+  let m = wid.y * (4u * ROWB);
+  var c0_0 = mat4x4<f32>();
+  var c0_1 = mat4x4<f32>();
+  var c0_2 = mat4x4<f32>();
+  var c0_3 = mat4x4<f32>();
+  var c1_0 = mat4x4<f32>();
+  var c1_1 = mat4x4<f32>();
+  var c1_2 = mat4x4<f32>();
+  var c1_3 = mat4x4<f32>();
+  var c2_0 = mat4x4<f32>();
+  var c2_1 = mat4x4<f32>();
+  var c2_2 = mat4x4<f32>();
+  var c2_3 = mat4x4<f32>();
+  var c3_0 = mat4x4<f32>();
+  var c3_1 = mat4x4<f32>();
+  var c3_2 = mat4x4<f32>();
+  var c3_3 = mat4x4<f32>();
+  var c4_0 = mat4x4<f32>();
+  var c4_1 = mat4x4<f32>();
+  var c4_2 = mat4x4<f32>();
+  var c4_3 = mat4x4<f32>();
+  var c5_0 = mat4x4<f32>();
+  var c5_1 = mat4x4<f32>();
+  var c5_2 = mat4x4<f32>();
+  var c5_3 = mat4x4<f32>();
+  var c6_0 = mat4x4<f32>();
+  var c6_1 = mat4x4<f32>();
+  var c6_2 = mat4x4<f32>();
+  var c6_3 = mat4x4<f32>();
+  var c7_0 = mat4x4<f32>();
+  var c7_1 = mat4x4<f32>();
+  var c7_2 = mat4x4<f32>();
+  var c7_3 = mat4x4<f32>();
+  var c8_0 = mat4x4<f32>();
+  var c8_1 = mat4x4<f32>();
+  var c8_2 = mat4x4<f32>();
+  var c8_3 = mat4x4<f32>();
+  var c9_0 = mat4x4<f32>();
+  var c9_1 = mat4x4<f32>();
+  var c9_2 = mat4x4<f32>();
+  var c9_3 = mat4x4<f32>();
+  var c10_0 = mat4x4<f32>();
+  var c10_1 = mat4x4<f32>();
+  var c10_2 = mat4x4<f32>();
+  var c10_3 = mat4x4<f32>();
+  var c11_0 = mat4x4<f32>();
+  var c11_1 = mat4x4<f32>();
+  var c11_2 = mat4x4<f32>();
+  var c11_3 = mat4x4<f32>();
+  var c12_0 = mat4x4<f32>();
+  var c12_1 = mat4x4<f32>();
+  var c12_2 = mat4x4<f32>();
+  var c12_3 = mat4x4<f32>();
+  var c13_0 = mat4x4<f32>();
+  var c13_1 = mat4x4<f32>();
+  var c13_2 = mat4x4<f32>();
+  var c13_3 = mat4x4<f32>();
+  var c14_0 = mat4x4<f32>();
+  var c14_1 = mat4x4<f32>();
+  var c14_2 = mat4x4<f32>();
+  var c14_3 = mat4x4<f32>();
+  var c15_0 = mat4x4<f32>();
+  var c15_1 = mat4x4<f32>();
+  var c15_2 = mat4x4<f32>();
+  var c15_3 = mat4x4<f32>();
+  let kmain = p.k & ~3u;
+  for (var k = 0u; k < p.k; k += 4u) {
+    var b0: mat4x4<f32>;
+    var b1: mat4x4<f32>;
+    var b2: mat4x4<f32>;
+    var b3: mat4x4<f32>;
+    if (k >= kmain) {
+      // the last, partial K quad (At holds zeros there)
+      b0 = b_blk_masked(bbase, k, n);
+      if (COLB > 1u) {
+        b1 = b_blk_masked(bbase, k, n + 4u);
+      }
+      if (COLB > 2u) {
+        b2 = b_blk_masked(bbase, k, n + 8u);
+        b3 = b_blk_masked(bbase, k, n + 12u);
+      }
+    } else {
+      b0 = b_blk(bbase, k, n);
+      if (COLB > 1u) {
+        b1 = b_blk(bbase, k, n + 4u);
+      }
+      if (COLB > 2u) {
+        b2 = b_blk(bbase, k, n + 8u);
+        b3 = b_blk(bbase, k, n + 12u);
+      }
+    }
+    let ka = ak + k;
+    let a0 = a_tex(m + 0u, ka);
+    c0_0 += b0 * a0;
+    if (COLB > 1u) {
+      c0_1 += b1 * a0;
+    }
+    if (COLB > 2u) {
+      c0_2 += b2 * a0;
+      c0_3 += b3 * a0;
+    }
+    if (ROWB > 1u) {
+      let a1 = a_tex(m + 4u, ka);
+      c1_0 += b0 * a1;
+      if (COLB > 1u) {
+        c1_1 += b1 * a1;
+      }
+      if (COLB > 2u) {
+        c1_2 += b2 * a1;
+        c1_3 += b3 * a1;
+      }
+    }
+    if (ROWB > 2u) {
+      let a2 = a_tex(m + 8u, ka);
+      c2_0 += b0 * a2;
+      if (COLB > 1u) {
+        c2_1 += b1 * a2;
+      }
+      if (COLB > 2u) {
+        c2_2 += b2 * a2;
+        c2_3 += b3 * a2;
+      }
+    }
+    if (ROWB > 3u) {
+      let a3 = a_tex(m + 12u, ka);
+      c3_0 += b0 * a3;
+      if (COLB > 1u) {
+        c3_1 += b1 * a3;
+      }
+      if (COLB > 2u) {
+        c3_2 += b2 * a3;
+        c3_3 += b3 * a3;
+      }
+    }
+    if (ROWB > 4u) {
+      let a4 = a_tex(m + 16u, ka);
+      c4_0 += b0 * a4;
+      if (COLB > 1u) {
+        c4_1 += b1 * a4;
+      }
+      if (COLB > 2u) {
+        c4_2 += b2 * a4;
+        c4_3 += b3 * a4;
+      }
+    }
+    if (ROWB > 5u) {
+      let a5 = a_tex(m + 20u, ka);
+      c5_0 += b0 * a5;
+      if (COLB > 1u) {
+        c5_1 += b1 * a5;
+      }
+      if (COLB > 2u) {
+        c5_2 += b2 * a5;
+        c5_3 += b3 * a5;
+      }
+    }
+    if (ROWB > 6u) {
+      let a6 = a_tex(m + 24u, ka);
+      c6_0 += b0 * a6;
+      if (COLB > 1u) {
+        c6_1 += b1 * a6;
+      }
+      if (COLB > 2u) {
+        c6_2 += b2 * a6;
+        c6_3 += b3 * a6;
+      }
+    }
+    if (ROWB > 7u) {
+      let a7 = a_tex(m + 28u, ka);
+      c7_0 += b0 * a7;
+      if (COLB > 1u) {
+        c7_1 += b1 * a7;
+      }
+      if (COLB > 2u) {
+        c7_2 += b2 * a7;
+        c7_3 += b3 * a7;
+      }
+    }
+    if (ROWB > 8u) {
+      let a8 = a_tex(m + 32u, ka);
+      c8_0 += b0 * a8;
+      if (COLB > 1u) {
+        c8_1 += b1 * a8;
+      }
+      if (COLB > 2u) {
+        c8_2 += b2 * a8;
+        c8_3 += b3 * a8;
+      }
+    }
+    if (ROWB > 9u) {
+      let a9 = a_tex(m + 36u, ka);
+      c9_0 += b0 * a9;
+      if (COLB > 1u) {
+        c9_1 += b1 * a9;
+      }
+      if (COLB > 2u) {
+        c9_2 += b2 * a9;
+        c9_3 += b3 * a9;
+      }
+    }
+    if (ROWB > 10u) {
+      let a10 = a_tex(m + 40u, ka);
+      c10_0 += b0 * a10;
+      if (COLB > 1u) {
+        c10_1 += b1 * a10;
+      }
+      if (COLB > 2u) {
+        c10_2 += b2 * a10;
+        c10_3 += b3 * a10;
+      }
+    }
+    if (ROWB > 11u) {
+      let a11 = a_tex(m + 44u, ka);
+      c11_0 += b0 * a11;
+      if (COLB > 1u) {
+        c11_1 += b1 * a11;
+      }
+      if (COLB > 2u) {
+        c11_2 += b2 * a11;
+        c11_3 += b3 * a11;
+      }
+    }
+    if (ROWB > 12u) {
+      let a12 = a_tex(m + 48u, ka);
+      c12_0 += b0 * a12;
+      if (COLB > 1u) {
+        c12_1 += b1 * a12;
+      }
+      if (COLB > 2u) {
+        c12_2 += b2 * a12;
+        c12_3 += b3 * a12;
+      }
+    }
+    if (ROWB > 13u) {
+      let a13 = a_tex(m + 52u, ka);
+      c13_0 += b0 * a13;
+      if (COLB > 1u) {
+        c13_1 += b1 * a13;
+      }
+      if (COLB > 2u) {
+        c13_2 += b2 * a13;
+        c13_3 += b3 * a13;
+      }
+    }
+    if (ROWB > 14u) {
+      let a14 = a_tex(m + 56u, ka);
+      c14_0 += b0 * a14;
+      if (COLB > 1u) {
+        c14_1 += b1 * a14;
+      }
+      if (COLB > 2u) {
+        c14_2 += b2 * a14;
+        c14_3 += b3 * a14;
+      }
+    }
+    if (ROWB > 15u) {
+      let a15 = a_tex(m + 60u, ka);
+      c15_0 += b0 * a15;
+      if (COLB > 1u) {
+        c15_1 += b1 * a15;
+      }
+      if (COLB > 2u) {
+        c15_2 += b2 * a15;
+        c15_3 += b3 * a15;
+      }
+    }
+  }
+  let cbase = p.c_off + wid.z * p.c_bs;
+  // one store_blk call site for the whole tile: block t (rows 4·(t/4), columns 4·(t%4)) by a switch
+  for (var t = 0u; t < valid_block_rows(m, ROWB) * 4u; t++) {
+    if (t % 4u >= COLB) {
+      continue;
+    }
+    var blk: mat4x4<f32>;
+    switch t {
+      case 0u: { blk = c0_0; }
+      case 1u: { blk = c0_1; }
+      case 2u: { blk = c0_2; }
+      case 3u: { blk = c0_3; }
+      case 4u: { blk = c1_0; }
+      case 5u: { blk = c1_1; }
+      case 6u: { blk = c1_2; }
+      case 7u: { blk = c1_3; }
+      case 8u: { blk = c2_0; }
+      case 9u: { blk = c2_1; }
+      case 10u: { blk = c2_2; }
+      case 11u: { blk = c2_3; }
+      case 12u: { blk = c3_0; }
+      case 13u: { blk = c3_1; }
+      case 14u: { blk = c3_2; }
+      case 15u: { blk = c3_3; }
+      case 16u: { blk = c4_0; }
+      case 17u: { blk = c4_1; }
+      case 18u: { blk = c4_2; }
+      case 19u: { blk = c4_3; }
+      case 20u: { blk = c5_0; }
+      case 21u: { blk = c5_1; }
+      case 22u: { blk = c5_2; }
+      case 23u: { blk = c5_3; }
+      case 24u: { blk = c6_0; }
+      case 25u: { blk = c6_1; }
+      case 26u: { blk = c6_2; }
+      case 27u: { blk = c6_3; }
+      case 28u: { blk = c7_0; }
+      case 29u: { blk = c7_1; }
+      case 30u: { blk = c7_2; }
+      case 31u: { blk = c7_3; }
+      case 32u: { blk = c8_0; }
+      case 33u: { blk = c8_1; }
+      case 34u: { blk = c8_2; }
+      case 35u: { blk = c8_3; }
+      case 36u: { blk = c9_0; }
+      case 37u: { blk = c9_1; }
+      case 38u: { blk = c9_2; }
+      case 39u: { blk = c9_3; }
+      case 40u: { blk = c10_0; }
+      case 41u: { blk = c10_1; }
+      case 42u: { blk = c10_2; }
+      case 43u: { blk = c10_3; }
+      case 44u: { blk = c11_0; }
+      case 45u: { blk = c11_1; }
+      case 46u: { blk = c11_2; }
+      case 47u: { blk = c11_3; }
+      case 48u: { blk = c12_0; }
+      case 49u: { blk = c12_1; }
+      case 50u: { blk = c12_2; }
+      case 51u: { blk = c12_3; }
+      case 52u: { blk = c13_0; }
+      case 53u: { blk = c13_1; }
+      case 54u: { blk = c13_2; }
+      case 55u: { blk = c13_3; }
+      case 56u: { blk = c14_0; }
+      case 57u: { blk = c14_1; }
+      case 58u: { blk = c14_2; }
+      case 59u: { blk = c14_3; }
+      case 60u: { blk = c15_0; }
+      case 61u: { blk = c15_1; }
+      case 62u: { blk = c15_2; }
+      default: { blk = c15_3; }
+    }
+    store_blk(cbase, m + 4u * (t / 4u), n + 4u * (t % 4u), blk);
+  }
 }

@@ -14,6 +14,7 @@ import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { chunkOf, chunkStarts, grid1d, intervals, rowSegments, words } from "./_chunks.ts";
+import { gemmRows, ROWS_PER_THREAD, rowsCaps } from "./matmul_rows.ts";
 import { gemmTexel, texelCaps, texelKernels } from "./matmul_texel.ts";
 
 /**
@@ -21,11 +22,14 @@ import { gemmTexel, texelCaps, texelKernels } from "./matmul_texel.ts";
  * storage; `texel`: the same blocking with both operands first packed into textures (fastest on CPU
  * adapters such as lavapipe, see lib/ops/matmul_texel.ts); `tiled`: 16×16 blocks with K-tiles staged in
  * workgroup memory (the GPU design); `skinny`: 4×16 blocks in 4-row tiles, for products with few rows
- * (m ≤ 40, e.g. a linear layer on a handful of tokens); `naive`: one thread per output (benchmark
- * baseline); `auto`: `skinny` when m ≤ 40, else on CPU/fallback adapters `texel` (`direct` for batched
- * or tiny products) and `tiled` elsewhere.
+ * (m ≤ 40, e.g. a linear layer on a handful of tokens); `rows`: up to 64 rows of C per thread with op(A)
+ * packed into a texture and op(B) streamed once, split along K when C is small (CPU adapters, see
+ * lib/ops/matmul_rows.ts); `naive`: one thread per output (benchmark baseline); `auto`: on CPU/fallback
+ * adapters `rows` for unbatched products with m ≤ 64 (not tiny ones), else `skinny` when m ≤ 40 (`texel`
+ * for a long K), else `texel` (`direct` for batched or tiny products); on GPUs `skinny` when m ≤ 40, else
+ * `tiled`.
  */
-export type MatmulKernel = "auto" | "direct" | "texel" | "tiled" | "skinny" | "naive";
+export type MatmulKernel = "auto" | "direct" | "texel" | "tiled" | "skinny" | "rows" | "naive";
 
 /** Options for {@link matmul}. */
 export interface MatmulOptions {
@@ -46,8 +50,9 @@ export interface MatmulOptions {
   /** Kernel choice (default `auto`); see {@link MatmulKernel}. */
   kernel?: MatmulKernel;
   /**
-   * Let a skinny product with a long K run split along K (see {@link skinnySplit}). Default: on GPUs
-   * only (a 2-core CPU adapter is already busy with the unsplit kernel's few workgroups).
+   * Let a few-row product with a long K run split along K (`skinny`: see {@link skinnySplit}; `rows`: see
+   * lib/ops/matmul_rows.ts). Default: `rows` splits whenever that gives its small C enough workgroups;
+   * `skinny` on GPUs only (a 2-core CPU adapter is already busy with the unsplit kernel's few workgroups).
    */
   splitK?: boolean;
 }
@@ -91,6 +96,7 @@ const TILES: Record<string, [number, number]> = {
   mm_texel: [128, 128],
   mm_tiled: [128, 128],
   mm_skinny: [4, 512],
+  mm_rows: [64, 128],
   mm_naive: [16, 16],
 };
 /** Up to this many rows of C the skinny kernel beats 128-row tiles (blocked kernels only). */
@@ -121,8 +127,21 @@ export function autoKernel(gpu: Gpu): "texel" | "direct" | "tiled" {
   return gpu.isCpuAdapter ? (texelKernels(gpu) ? "texel" : "direct") : "tiled";
 }
 
+/** On CPU adapters, unbatched products with up to this many rows run `rows` (one row group of mm_rows). */
+const ROWS_MAX_M = ROWS_PER_THREAD;
+/** … with at least this many multiply-adds (below, the extra packing dispatch is not worth it). */
+const ROWS_MIN_WORK = 1 << 18;
+
 /** The kernel `auto` picks for a product of this shape. */
 function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean): MatmulKernel {
+  // few rows on a CPU adapter (the LM head forward h·Eᵀ and backward dlogits·E of v*, linear layers on
+  // a few tokens): every row in one thread, op(B) streamed once (bench/kernels_bench.ts: the LM head
+  // 1.8–5× faster than skinny/texel on lavapipe)
+  if (
+    gpu.isCpuAdapter && !batched && m <= ROWS_MAX_M && m * n * k >= ROWS_MIN_WORK && texelKernels(gpu)
+  ) {
+    return "rows";
+  }
   if (m <= SKINNY_MAX_M) {
     // few rows but a long K and a narrow C (the LM head's backward, dlogits · W): on CPU adapters the
     // packed-texture kernel reads the long operands faster (measured 1.5× on lavapipe)
@@ -272,7 +291,7 @@ export async function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Pr
     accumulate: opts.accumulate ?? false,
     alpha: opts.alpha ?? 1,
     kernel: opts.kernel ?? "auto",
-    splitK: opts.splitK ?? !a.gpu.isCpuAdapter,
+    splitK: opts.splitK,
   });
   return c;
 }
@@ -290,7 +309,8 @@ interface Plan {
   accumulate: boolean;
   alpha: number;
   kernel: MatmulKernel;
-  splitK: boolean;
+  /** As given; unset: skinny splits on GPUs only, rows always when it pays. */
+  splitK?: boolean;
 }
 
 async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<void> {
@@ -301,7 +321,11 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
   const entry = `mm_${kernel}`;
   const texel = kernel === "texel";
   const [tileM, tileN] = TILES[entry];
-  const caps = texel ? texelCaps(gpu, k) : { m: MAX_GROUPS * tileM, n: MAX_GROUPS * tileN, k: Infinity };
+  const caps = texel
+    ? texelCaps(gpu, k)
+    : kernel === "rows"
+    ? { ...rowsCaps(gpu), n: MAX_GROUPS * tileN }
+    : { m: MAX_GROUPS * tileM, n: MAX_GROUPS * tileN, k: Infinity };
   // where chunk boundaries cut the problem: along the batch, C's rows (m), C's columns (n) or K
   const bCuts: number[] = [], mCuts: number[] = [], nCuts: number[] = [], kCuts: number[] = [];
   for (const [v, rowDim] of [[A, transA ? kCuts : mCuts], [B, transB ? nCuts : kCuts]] as const) {
@@ -349,6 +373,32 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
           const la = transA ? locate(A, b0, k0, m0) : locate(A, b0, m0, k0);
           const lb = transB ? locate(B, b0, n0, k0) : locate(B, b0, k0, n0);
           const lc = locate(T, b0, m0, n0);
+          if (kernel === "rows") {
+            const bs = (v: MatView, l: { bs: number }) => v.batched ? l.bs : 0;
+            await gemmRows(gpu, {
+              a: { buf: la.buf, dtype: a.dtype, off: la.off, ld: A.cols, bs: bs(A, la) },
+              b: {
+                buf: lb.buf,
+                buf4: vec4Binding(gpu, lb.buf, b.dtype),
+                dtype: b.dtype,
+                off: lb.off,
+                ld: B.cols,
+                bs: bs(B, lb),
+              },
+              c: { buf: lc.buf, dtype: target.dtype, off: lc.off, ld: T.cols, bs: bs(T, lc) },
+              transA,
+              transB,
+              m: m1 - m0,
+              n: n1 - n0,
+              k: k1 - k0,
+              batch: b1 - b0,
+              alpha: pl.alpha,
+              accumulate: !first || pl.accumulate,
+              bias: first && pl.bias ? { buf: pl.bias.buffer, dtype: pl.bias.dtype, off: n0 } : undefined,
+              splitK: pl.splitK ?? true,
+            });
+            continue;
+          }
           if (texel) {
             await gemmTexel(gpu, {
               a: { buf: la.buf, dtype: a.dtype, off: la.off, ld: A.cols, trans: transA },
@@ -363,7 +413,8 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
             });
             continue;
           }
-          const splittable = kernel === "skinny" && pl.splitK && b1 - b0 === 1 && kParts.length === 1;
+          const splittable = kernel === "skinny" && (pl.splitK ?? !gpu.isCpuAdapter) && b1 - b0 === 1 &&
+            kParts.length === 1;
           if (splittable && !A.batched && !B.batched) {
             const split = skinnySplit(m1 - m0, n1 - n0, k1 - k0);
             if (split.slices > 1 && split.slices * (m1 - m0) * (n1 - n0) * 4 <= gpu.maxBindingBytes) {

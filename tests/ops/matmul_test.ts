@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type DType, type Gpu, GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import { linear, linearT, matmul, type MatmulKernel, skinnySplit } from "../../lib/ops/matmul.ts";
+import { rowsBlocking, rowsSplit } from "../../lib/ops/matmul_rows.ts";
 import {
   gammaBound,
   matmulReference,
@@ -103,7 +104,7 @@ Deno.test("matmul: every kernel and transpose combination on odd shapes and size
     39,
     47,
   ], [6, 12, 5]];
-  for (const kernel of ["direct", "texel", "tiled", "skinny", "naive"] as const) {
+  for (const kernel of ["direct", "texel", "tiled", "skinny", "rows", "naive"] as const) {
     for (const [m, k, n] of shapes) {
       for (const [transA, transB] of TRANS) await runCase(gpu, { m, k, n, transA, transB, kernel });
     }
@@ -112,7 +113,7 @@ Deno.test("matmul: every kernel and transpose combination on odd shapes and size
 
 Deno.test("matmul: bias, accumulate and alpha", async () => {
   const gpu = await testGpu();
-  for (const kernel of ["auto", "direct", "texel", "tiled", "skinny", "naive"] as const) {
+  for (const kernel of ["auto", "direct", "texel", "tiled", "skinny", "rows", "naive"] as const) {
     await runCase(gpu, { m: 45, k: 19, n: 70, bias: true, kernel });
     await runCase(gpu, { m: 45, k: 19, n: 70, accumulate: true, alpha: -0.5, kernel, transB: true });
     await runCase(gpu, { m: 3, k: 64, n: 9, bias: true, accumulate: true, alpha: 3, kernel, transA: true });
@@ -152,7 +153,7 @@ Deno.test("matmul: every storage type combination of A, B and C (f32/f16)", asyn
 
 Deno.test("matmul: batched products, 2-D operands broadcast over the batch", async () => {
   const gpu = await testGpu();
-  for (const kernel of ["auto", "direct", "texel", "naive"] as const) {
+  for (const kernel of ["auto", "direct", "texel", "rows", "naive"] as const) {
     await runCase(gpu, { m: 20, k: 13, n: 36, batch: 3, kernel });
     await runCase(gpu, { m: 40, k: 16, n: 8, batch: 4, transA: true, transB: true, kernel, bias: true });
     await runCase(gpu, { m: 33, k: 12, n: 20, batch: 3, bBatched: false, kernel, transB: true });
@@ -194,6 +195,41 @@ Deno.test("matmul skinny split along K (few rows, long K): every transpose, rema
     tc: "f16",
     transB: true,
     accumulate: true,
+  });
+});
+
+Deno.test("matmul rows (few rows, op(A) packed): row blocking, split K with remainder, every storage type", async () => {
+  const gpu = await testGpu();
+  assert.deepEqual(rowsBlocking(21), { rowb: 6, groups: 1 });
+  assert.deepEqual(rowsBlocking(60), { rowb: 16, groups: 1 });
+  assert.deepEqual(rowsBlocking(70), { rowb: 10, groups: 2 }, "70 rows: two balanced groups of 40");
+  assert.ok(rowsSplit(21, 256, 50257).slices > 1, "the LM head's backward is split along K");
+  assert.equal(rowsSplit(21, 50257, 256).slices, 1, "the LM head's forward is not");
+  // every row-block count (1..4, then even up to 16) and two row groups; n off the 128-column tile;
+  // k % 4 = 1, 2, 3, 0
+  for (const m of [1, 7, 10, 13, 21, 30, 37, 45, 53, 64]) {
+    await runCase(gpu, { m, k: 9 + (m % 4), n: 133, kernel: "rows", transB: m % 2 === 0 });
+  }
+  await runCase(gpu, { m: 70, k: 38, n: 260, kernel: "rows", bias: true, accumulate: true, alpha: 0.5 });
+  // split along K: full slices plus a shorter remainder, every transpose, bias, accumulate, alpha
+  for (const [transA, transB] of TRANS) {
+    await runCase(gpu, { m: 21, k: 5003, n: 37, transA, transB, kernel: "rows" });
+  }
+  await runCase(gpu, { m: 60, k: 4098, n: 160, kernel: "rows", bias: true, accumulate: true, alpha: -0.5 });
+  await runCase(gpu, { m: 21, k: 5003, n: 37, kernel: "rows", splitK: false, transB: true });
+  // storage types: f16 operands are packed / read as f32; an f16 C is rounded once after the K reduction
+  for (const [ta, tb, tc] of [["f16", "f16", "f16"], ["f32", "f16", "f32"], ["f16", "f32", "f16"]] as const) {
+    await runCase(gpu, { m: 21, k: 4099, n: 45, ta, tb, tc, kernel: "rows", accumulate: true });
+    await runCase(gpu, { m: 33, k: 67, n: 29, ta, tb, tc, kernel: "rows", transA: true, bias: true });
+    await runCase(gpu, { m: 5, k: 68, n: 300, ta, tb, tc, kernel: "rows", transB: true });
+  }
+  // K beyond one packed texture row (4 × maxTextureDimension2D elements): pieces accumulate
+  await runCase(gpu, {
+    m: 3,
+    k: 4 * gpu.device.limits.maxTextureDimension2D + 5,
+    n: 9,
+    kernel: "rows",
+    tc: "f16",
   });
 });
 
@@ -308,8 +344,8 @@ Deno.test("linear / linearT / matmul with W chunked along dim 0 (tiny binding ca
         for (const outDtype of ["f32", "f16"] as const) {
           // every kernel for f32 weights; the default one (and skinny) for f16 weights
           const kernels = wt === "f32" && outDtype === "f32"
-            ? ["auto", "texel", "tiled", "skinny", "naive"] as const
-            : ["auto", "texel", "skinny"] as const;
+            ? ["auto", "texel", "tiled", "skinny", "rows", "naive"] as const
+            : ["auto", "texel", "skinny", "rows"] as const;
           for (const kernel of kernels) {
             const x = randArray(rows * inDim, seed++), bias = randArray(outDim, seed++);
             const X = Tensor.from(gpu, x, [rows, inDim], "f32");
