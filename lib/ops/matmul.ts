@@ -15,6 +15,7 @@ import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { chunkOf, chunkStarts, grid1d, intervals, rowSegments, words } from "./_chunks.ts";
 import { gemmRows, ROWS_PER_THREAD, rowsCaps } from "./matmul_rows.ts";
+import { hasLoopLimit, LLVMPIPE_LOOP_LIMIT } from "./attention_budget.ts";
 import { gemmTexel, texelCaps, texelKernels } from "./matmul_texel.ts";
 
 /**
@@ -150,6 +151,17 @@ function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean)
   }
   if (!gpu.isCpuAdapter) return "tiled";
   return !batched && m * n * k >= TEXEL_MIN_WORK && texelKernels(gpu) ? "texel" : "direct";
+}
+
+/**
+ * The longest K one dispatch of a storage-read kernel may walk: llvmpipe stops a shader invocation's loops
+ * after 65,535 iterations (silently: `tiled` and `naive` returned wrong sums at K = 152,064, a Qwen2.5 LM
+ * head's backward), so there a longer K runs as pieces summed in f32; the vec4 kernels step 4 at a time.
+ */
+function loopSafeK(gpu: Gpu, kernel: MatmulKernel): number {
+  if (!hasLoopLimit(gpu.report.description)) return Infinity;
+  const cap = Math.floor(0.9 * LLVMPIPE_LOOP_LIMIT);
+  return kernel === "tiled" || kernel === "naive" ? cap : 4 * cap;
 }
 
 const dummies = new WeakMap<Gpu, GPUBuffer>();
@@ -325,7 +337,7 @@ async function matmulInto(a: Tensor, b: Tensor, c: Tensor, pl: Plan): Promise<vo
     ? texelCaps(gpu, k)
     : kernel === "rows"
     ? { ...rowsCaps(gpu), n: MAX_GROUPS * tileN }
-    : { m: MAX_GROUPS * tileM, n: MAX_GROUPS * tileN, k: Infinity };
+    : { m: MAX_GROUPS * tileM, n: MAX_GROUPS * tileN, k: loopSafeK(gpu, kernel) };
   // where chunk boundaries cut the problem: along the batch, C's rows (m), C's columns (n) or K
   const bCuts: number[] = [], mCuts: number[] = [], nCuts: number[] = [], kCuts: number[] = [];
   for (const [v, rowDim] of [[A, transA ? kCuts : mCuts], [B, transB ? nCuts : kCuts]] as const) {
