@@ -11,7 +11,7 @@ import { covarianceAccumulate } from "../ops/covariance.ts";
 import { scale } from "../ops/elementwise.ts";
 import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
 import type { LoadedModel } from "../model/load.ts";
-import { padBatch } from "../model/transformer.ts";
+import { padBatch, type TokenBatch } from "../model/transformer.ts";
 import { cacheDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
 import { encodeNpz, readNpz } from "../model/npz.ts";
 
@@ -36,6 +36,55 @@ export interface StatsOptions {
   signal?: AbortSignal;
   /** Seconds between partial saves (default 10). */
   saveEvery?: number;
+  /**
+   * @internal Bench-only (bench/stats_bench.ts's baseline, not a CLI option): run the path as it was when
+   * issue 9 was filed — each batch as one right-padded block, the hooked layer's whole block (down-projection
+   * included) and the keys gathered from the padded rows — instead of length groups and key-only forwards.
+   * The result is the same within f32 summation order.
+   */
+  paddedFullForward?: boolean;
+}
+
+/**
+ * Fixed cost of one more sub-batch of a statistics batch, in padded token positions (its dispatches and
+ * host work): {@link lengthGroups} splits a batch only where that saves more positions than this.
+ */
+export const LENGTH_GROUP_OVERHEAD = 96;
+
+/**
+ * @internal Splits a batch of sequences, given by their token counts, into sub-batches of similar length
+ * so that little padding is computed: sequences sorted by length (ties by index) are cut into contiguous
+ * groups minimising Σ (group size · its longest length + `overhead`) (dynamic programming). Returns the
+ * groups as indices into `lengths`, each in ascending length, shortest group first; every index appears
+ * exactly once.
+ */
+export function lengthGroups(lengths: readonly number[], overhead = LENGTH_GROUP_OVERHEAD): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+  const n = order.length;
+  // best[j]: least cost of the first j sorted sequences; cut[j]: where the last group of that optimum starts
+  const best = new Array<number>(n + 1).fill(Infinity);
+  const cut = new Array<number>(n + 1).fill(0);
+  best[0] = 0;
+  for (let j = 1; j <= n; j++) {
+    const len = lengths[order[j - 1]];
+    for (let i = 0; i < j; i++) {
+      const cost = best[i] + overhead + (j - i) * len;
+      if (cost < best[j]) best[j] = cost, cut[j] = i;
+    }
+  }
+  const groups: number[][] = [];
+  for (let j = n; j > 0; j = cut[j]) groups.unshift(order.slice(cut[j], j));
+  return groups;
+}
+
+/** Flat rows `r·seq + p` of the real (unpadded) tokens of a batch. */
+function realRows(b: TokenBatch): Uint32Array {
+  const rows = new Uint32Array(b.lengths.reduce((a, n) => a + n, 0));
+  let k = 0;
+  b.lengths.forEach((n, r) => {
+    for (let p = 0; p < n; p++) rows[k++] = r * b.seq + p;
+  });
+  return rows;
 }
 
 /** Covariance statistics of one layer. */
@@ -294,18 +343,37 @@ export async function accumulateKeys(
   while (next < end) {
     const chunk = seqs.slice(next, Math.min(end, next + bs)).map((s) => tok.encode(s).slice(0, maxLength))
       .filter((s) => s.length);
-    if (chunk.length) {
+    if (chunk.length && o.paddedFullForward) {
       const b = padBatch(chunk);
-      const rows: number[] = [];
-      b.lengths.forEach((n, r) => {
-        for (let p = 0; p < n; p++) rows.push(r * b.seq + p);
-      });
-      const { x, keys } = await net.prefix(b, o.layer, { layer: o.layer, readRows: Uint32Array.from(rows) });
+      const rows = realRows(b);
+      const { x, keys } = await net.prefix(b, o.layer, { layer: o.layer, readRows: rows });
       x.dispose();
       await covarianceAccumulate(c, keys!);
       await gpu.sync();
       keys!.dispose();
       count += rows.length;
+    } else if (chunk.length) {
+      // sub-batches of similar length, each forwarded only up to the layer's key; a sub-batch without
+      // padding hands its whole key to the covariance, the others gather their real rows
+      const done: Tensor[] = [];
+      try {
+        for (const g of lengthGroups(chunk.map((s) => s.length))) {
+          const b = padBatch(g.map((i) => chunk[i]));
+          const rows = b.lengths.every((n) => n === b.seq) ? undefined : realRows(b);
+          const { x, keys } = await net.prefix(b, o.layer, {
+            layer: o.layer,
+            readRows: rows,
+            keysOnly: true,
+          });
+          x.dispose();
+          done.push(keys!);
+          await covarianceAccumulate(c, keys!);
+          count += rows?.length ?? b.batch * b.seq;
+        }
+        await gpu.sync();
+      } finally {
+        for (const k of done) k.dispose();
+      }
     }
     next = Math.min(end, next + bs);
     o.onProgress?.(next - start, end - start, count);

@@ -4,6 +4,7 @@ import {
   cleanWikitextLine,
   collectStats,
   exportStatsNpz,
+  lengthGroups,
   loadStatsFile,
   readCorpus,
 } from "../../lib/edit/covariance.ts";
@@ -88,6 +89,71 @@ Deno.test("covariance statistics: equal a host XᵀX, resume after an interrupti
     // another sample count is another cache entry (keys include it)
     const other = await collectStats(model, { ...opts, nSamples: 16 });
     assert.equal(other.source, "computed");
+  } finally {
+    await model.dispose();
+    await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("lengthGroups: every sequence once, sorted groups, and the least padded cost (brute force)", () => {
+  const cost = (lengths: number[], groups: number[][], overhead: number) =>
+    groups.reduce((a, g) => a + overhead + g.length * Math.max(...g.map((i) => lengths[i])), 0);
+  assert.deepEqual(lengthGroups([128, 128, 128]), [[0, 1, 2]]);
+  assert.deepEqual(lengthGroups([128, 10, 128, 12], 4), [[1, 3], [0, 2]]);
+  assert.deepEqual(lengthGroups([128, 10, 128, 12], 1000), [[1, 3, 0, 2]]);
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  for (let trial = 0; trial < 40; trial++) {
+    const n = 1 + Math.floor(rand() * 9);
+    const lengths = Array.from({ length: n }, () => 1 + Math.floor(rand() * 128));
+    const overhead = Math.floor(rand() * 300);
+    const groups = lengthGroups(lengths, overhead);
+    assert.deepEqual(groups.flat().sort((a, b) => a - b), lengths.map((_, i) => i));
+    const flat = groups.flat();
+    for (let i = 1; i < flat.length; i++) assert.ok(lengths[flat[i - 1]] <= lengths[flat[i]]);
+    // brute force over every cut of the sorted order
+    const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+    let best = Infinity;
+    for (let mask = 0; mask < 1 << (n - 1); mask++) {
+      const gs: number[][] = [[order[0]]];
+      for (let i = 1; i < n; i++) {
+        (mask >> (i - 1)) & 1 ? gs.push([order[i]]) : gs[gs.length - 1].push(order[i]);
+      }
+      best = Math.min(best, cost(lengths, gs, overhead));
+    }
+    assert.equal(cost(lengths, groups, overhead), best, `lengths ${lengths}, overhead ${overhead}`);
+  }
+});
+
+Deno.test("covariance statistics: length groups and key-only forwards equal the padded full-block path", async () => {
+  const dir = sharedPath("models/tiny-gpt2-counterfact");
+  const corpus = sharedPath("data/corpus/wikitext-2/wiki.test.tokens");
+  if (!dir || !corpus) return;
+  const model = await loadModel(dir, { quiet: true });
+  const cache = await Deno.makeTempDir();
+  try {
+    // a batch of 16 WikiText lines mixes full (128-token) and short sequences, so it splits into groups
+    const opts = {
+      layer: 1,
+      corpus: [corpus],
+      nSamples: 32,
+      batchSize: 16,
+      maxLength: 64,
+      dir: cache,
+      force: true,
+    };
+    const tok = model.tokenizer!;
+    const lengths = (await readCorpus([corpus], 16)).map((s) => Math.min(128, tok.encode(s).length));
+    assert.ok(lengthGroups(lengths).length > 1, `the first batch must split (lengths ${lengths})`);
+    const fast = await collectStats(model, opts);
+    const slow = await collectStats(model, { ...opts, paddedFullForward: true });
+    assert.equal(fast.count, slow.count);
+    const a = await fast.c.read(), b = await slow.c.read();
+    let max = 0;
+    for (const v of b) max = Math.max(max, Math.abs(v));
+    // the same f32 products summed in another order: ~ n·2^-24 of the largest entry
+    assertClose(a, b, 1e-5 * max, 0, "grouped vs padded C");
+    fast.c.dispose(), slow.c.dispose();
   } finally {
     await model.dispose();
     await Deno.remove(cache, { recursive: true });
