@@ -8,6 +8,7 @@
 import { profileStage } from "../gpu/profile.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { covarianceAccumulate } from "../ops/covariance.ts";
+import { gatherRows } from "../ops/embedding.ts";
 import { scale } from "../ops/elementwise.ts";
 import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
 import type { LoadedModel } from "../model/load.ts";
@@ -75,6 +76,63 @@ export function lengthGroups(lengths: readonly number[], overhead = LENGTH_GROUP
   const groups: number[][] = [];
   for (let j = n; j > 0; j = cut[j]) groups.unshift(order.slice(cut[j], j));
   return groups;
+}
+
+/**
+ * Records one statistics batch the default way and returns its key count: sub-batches of similar length
+ * ({@link lengthGroups}), each forwarded only up to the layer's key; the real rows of every sub-batch's key
+ * are copied into one matrix so that C += KᵀK runs once per batch (a small Gram is slower per row). When that
+ * matrix is row-chunked or an f16 row is not 4-byte aligned, each sub-batch gathers its rows and runs its
+ * own update instead. Its tensors go into `held`, for the caller to release once the GPU has run them.
+ */
+async function groupedBatch(
+  model: LoadedModel,
+  layer: number,
+  c: Tensor,
+  chunk: number[][],
+  held: Tensor[],
+): Promise<number> {
+  const net = model.net;
+  const gpu = c.gpu;
+  const d = net.config.intermediateSize;
+  const total = chunk.reduce((a, s) => a + s.length, 0);
+  const all = Tensor.empty(gpu, [total, d], net.act, { name: "stats.keys" });
+  const rowBytes = d * (net.act === "f16" ? 2 : 4);
+  const packed = all.chunks.length === 1 && rowBytes % 4 === 0;
+  if (packed) held.push(all);
+  else all.dispose();
+  let at = 0;
+  for (const g of lengthGroups(chunk.map((s) => s.length))) {
+    const b = padBatch(g.map((i) => chunk[i]));
+    const uniform = b.lengths.every((n) => n === b.seq);
+    const { x, keys } = await net.prefix(b, layer, {
+      layer,
+      readRows: packed || uniform ? undefined : realRows(b),
+      keysOnly: true,
+    });
+    x.dispose();
+    held.push(keys!);
+    if (packed) {
+      // each sequence's real rows are contiguous in the padded key (one copy when nothing is padded); a
+      // row-chunked key first gathers them into a tensor no larger than `all`, hence in one chunk too
+      let src = keys!, runs = uniform ? [[0, b.batch * b.seq]] : b.lengths.map((n, r) => [r * b.seq, n]);
+      if (src.chunks.length > 1) {
+        src = await gatherRows(src, realRows(b), { outDtype: net.act });
+        held.push(src);
+        runs = [[0, src.rows]];
+      }
+      for (const [from, n] of runs) {
+        gpu.copy(src.chunks[0], from * rowBytes, all.chunks[0], at * rowBytes, n * rowBytes);
+        at += n;
+      }
+      gpu.flush(); // the GPU starts on this sub-batch while the host records the next
+      continue;
+    }
+    await covarianceAccumulate(c, keys!);
+    gpu.flush();
+  }
+  if (packed) await covarianceAccumulate(c, all);
+  return total;
 }
 
 /** Flat rows `r·seq + p` of the real (unpadded) tokens of a batch. */
@@ -340,9 +398,14 @@ export async function accumulateKeys(
   }
   const bs = o.batchSize ?? 32;
   let lastSave = performance.now();
+  const encode = (from: number) =>
+    seqs.slice(from, Math.min(end, from + bs)).map((s) => tok.encode(s).slice(0, maxLength)).filter((s) =>
+      s.length
+    );
+  let ahead: number[][] | undefined;
   while (next < end) {
-    const chunk = seqs.slice(next, Math.min(end, next + bs)).map((s) => tok.encode(s).slice(0, maxLength))
-      .filter((s) => s.length);
+    const chunk = ahead ?? encode(next);
+    ahead = undefined;
     if (chunk.length && o.paddedFullForward) {
       const b = padBatch(chunk);
       const rows = realRows(b);
@@ -353,26 +416,14 @@ export async function accumulateKeys(
       keys!.dispose();
       count += rows.length;
     } else if (chunk.length) {
-      // sub-batches of similar length, each forwarded only up to the layer's key; a sub-batch without
-      // padding hands its whole key to the covariance, the others gather their real rows
-      const done: Tensor[] = [];
+      const held: Tensor[] = [];
       try {
-        for (const g of lengthGroups(chunk.map((s) => s.length))) {
-          const b = padBatch(g.map((i) => chunk[i]));
-          const rows = b.lengths.every((n) => n === b.seq) ? undefined : realRows(b);
-          const { x, keys } = await net.prefix(b, o.layer, {
-            layer: o.layer,
-            readRows: rows,
-            keysOnly: true,
-          });
-          x.dispose();
-          done.push(keys!);
-          await covarianceAccumulate(c, keys!);
-          count += rows?.length ?? b.batch * b.seq;
-        }
+        count += await groupedBatch(model, o.layer, c, chunk, held);
+        // tokenize the next batch while the GPU works on this one
+        if (next + bs < end && !o.signal?.aborted) ahead = encode(next + bs);
         await gpu.sync();
       } finally {
-        for (const k of done) k.dispose();
+        for (const t of held) t.dispose();
       }
     }
     next = Math.min(end, next + bs);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { loadModel } from "../../lib/model/load.ts";
 import {
+  accumulateKeys,
   cleanWikitextLine,
   collectStats,
   exportStatsNpz,
@@ -10,6 +11,7 @@ import {
 } from "../../lib/edit/covariance.ts";
 import { padBatch } from "../../lib/model/transformer.ts";
 import { assertClose, sharedPath } from "../_util.ts";
+import { Tensor } from "../../lib/gpu/tensor.ts";
 
 Deno.test("WikiText clean-up follows the ROME recipe", () => {
   assert.equal(
@@ -154,8 +156,63 @@ Deno.test("covariance statistics: length groups and key-only forwards equal the 
     // the same f32 products summed in another order: ~ n·2^-24 of the largest entry
     assertClose(a, b, 1e-5 * max, 0, "grouped vs padded C");
     fast.c.dispose(), slow.c.dispose();
+    // row-chunked tensors (1 MiB bindings: a batch's keys span several chunks): each sub-batch gathers its
+    // rows and updates C on its own, to the same C
+    const chunked = await loadModel(dir, { quiet: true, maxBindingBytes: 1 << 20 });
+    try {
+      const probe = Tensor.empty(chunked.net.deviceOf(0), [400, model.config.intermediateSize], "f32");
+      assert.ok(probe.chunks.length > 1, "400 keys must span chunks");
+      probe.dispose();
+      const s = await collectStats(chunked, { ...opts, dir: `${cache}/chunked` });
+      assert.equal(s.count, slow.count);
+      assertClose(await s.c.read(), b, 1e-5 * max, 0, "row-chunked grouped vs padded C");
+      s.c.dispose();
+    } finally {
+      await chunked.dispose();
+    }
   } finally {
     await model.dispose();
     await Deno.remove(cache, { recursive: true });
+  }
+});
+
+Deno.test("covariance statistics: a row-chunked sub-batch key is gathered before it joins the batch's keys", async () => {
+  const dir = sharedPath("models/tiny-gpt2-counterfact");
+  if (!dir) return;
+  const d = 1024;
+  // 200-row bindings: the batch's 188 real keys fit one chunk, the sub-batch's padded 2·128 rows do not
+  const model = await loadModel(dir, { quiet: true, maxBindingBytes: 200 * d * 4 });
+  const tmp = await Deno.makeTempDir();
+  try {
+    assert.equal(model.config.intermediateSize, d);
+    const tok = model.tokenizer!;
+    const seqs = [
+      "The river runs to the sea and".repeat(30),
+      "A short line of text about a river.".repeat(6),
+    ];
+    const lengths = seqs.map((s) => Math.min(128, tok.encode(s).length));
+    assert.equal(lengths[0], 128);
+    const real = lengths[0] + lengths[1];
+    assert.ok(lengthGroups(lengths).length === 1, `lengths ${lengths}`);
+    const gpu = model.net.deviceOf(0);
+    for (const [rows, chunks] of [[real, 1], [256, 2]]) {
+      const t = Tensor.empty(gpu, [rows, d], "f32");
+      assert.equal(t.chunks.length, chunks, `${rows} keys in ${chunks} chunk(s)`);
+      t.dispose();
+    }
+    const o = { layer: 0, corpus: [], nSamples: 2, batchSize: 2 };
+    const run = (padded: boolean) =>
+      accumulateKeys(model, { ...o, paddedFullForward: padded }, seqs, [0, 2], `${tmp}/p${padded}`, "k", 128);
+    const fast = await run(false), slow = await run(true);
+    assert.equal(fast.count, real);
+    assert.equal(slow.count, real);
+    const a = await fast.sum.read(), b = await slow.sum.read();
+    let max = 0;
+    for (const v of b) max = Math.max(max, Math.abs(v));
+    assertClose(a, b, 1e-5 * max, 0, "gathered chunked key vs padded path");
+    fast.sum.dispose(), slow.sum.dispose();
+  } finally {
+    await model.dispose();
+    await Deno.remove(tmp, { recursive: true });
   }
 });
