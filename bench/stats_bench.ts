@@ -18,7 +18,7 @@
  * @module
  */
 import { type LoadedModel, loadModel } from "../lib/model/load.ts";
-import { padBatch } from "../lib/model/transformer.ts";
+import { padBatch, type TokenBatch } from "../lib/model/transformer.ts";
 import { collectStats, lengthGroups, readCorpus } from "../lib/edit/covariance.ts";
 import { covarianceAccumulate } from "../lib/ops/covariance.ts";
 import { texelKernels } from "../lib/ops/matmul_texel.ts";
@@ -97,6 +97,15 @@ Deno.bench({
   b.end();
 });
 
+/** Flat rows of the real tokens of a padded batch. */
+function realRows(b: TokenBatch): Uint32Array {
+  const rows: number[] = [];
+  b.lengths.forEach((n, r) => {
+    for (let p = 0; p < n; p++) rows.push(r * b.seq + p);
+  });
+  return Uint32Array.from(rows);
+}
+
 /** Milliseconds per phase of one statistics batch (each phase waits for the GPU): medians of 3 rounds. */
 async function breakdown(c: Config): Promise<Record<string, number>> {
   const m = await getModel();
@@ -113,29 +122,45 @@ async function breakdown(c: Config): Promise<Record<string, number>> {
       const ids = seqs.map((s) => m.tokenizer!.encode(s).slice(0, m.net.config.maxPositions));
       const tTok = performance.now() - t;
       const groups = c.padded ? [ids.map((_, i) => i)] : lengthGroups(ids.map((s) => s.length));
+
       let tFwd = 0, tCov = 0, tokens = 0;
-      for (const g of groups) {
-        const b = padBatch(g.map((i) => ids[i]));
-        const rows: number[] = [];
-        b.lengths.forEach((n, r) => {
-          for (let p = 0; p < n; p++) rows.push(r * b.seq + p);
-        });
-        const uniform = rows.length === b.batch * b.seq;
+      if (c.padded) {
+        // one padded block, the full block forward, the real rows gathered, one update
+        const b = padBatch(ids);
+        const rows = realRows(b);
         t = performance.now();
-        const { x, keys, values } = await m.net.prefix(b, 0, {
-          layer: 0,
-          readRows: c.padded || !uniform ? Uint32Array.from(rows) : undefined,
-          keysOnly: !c.padded,
-        });
+        const { x, keys, values } = await m.net.prefix(b, 0, { layer: 0, readRows: rows });
         await gpu.sync();
-        tFwd += performance.now() - t;
+        tFwd = performance.now() - t;
         x.dispose(), values?.dispose();
         t = performance.now();
         await covarianceAccumulate(acc, keys!);
         await gpu.sync();
-        tCov += performance.now() - t;
+        tCov = performance.now() - t;
         keys!.dispose();
-        tokens += rows.length;
+        tokens = rows.length;
+      } else {
+        // as collectStats' default: key-only forwards of the length groups, their real key rows copied into
+        // one matrix, one update
+        const all = Tensor.empty(gpu, [ids.reduce((a, s) => a + s.length, 0), d], "f32");
+        const held: Tensor[] = [all];
+        t = performance.now();
+        for (const g of groups) {
+          const b = padBatch(g.map((i) => ids[i]));
+          const { x, keys } = await m.net.prefix(b, 0, { layer: 0, keysOnly: true });
+          x.dispose(), held.push(keys!);
+          for (const [r, n] of b.lengths.entries()) {
+            gpu.copy(keys!.chunks[0], r * b.seq * d * 4, all.chunks[0], tokens * d * 4, n * d * 4);
+            tokens += n;
+          }
+        }
+        await gpu.sync();
+        tFwd = performance.now() - t;
+        t = performance.now();
+        await covarianceAccumulate(acc, all);
+        await gpu.sync();
+        tCov = performance.now() - t;
+        for (const k of held) k.dispose();
       }
       if (rep === 0) continue;
       runs.tokenize.push(tTok), runs.forward.push(tFwd), runs.covariance.push(tCov);
