@@ -82,8 +82,9 @@ export interface MlpHooks {
   delta?: Tensor;
   /**
    * Stop the hooked layer's block once its key is computed (statistics need nothing after it): the block
-   * returns `keys` (the `readRows` in f32, or without them the whole key [T, d_ff] in the activation dtype) and no values, skips the
-   * down-projection, and leaves x as the residual stream after attention. Not with a tape, a cache or a patch.
+   * returns `keys` (the `readRows` in f32, or without them the whole key [T, d_ff] in the activation
+   * dtype) and no values, skips the down-projection, and leaves x as the residual stream after attention.
+   * Not with a tape, a cache or a patch.
    */
   keysOnly?: boolean;
 }
