@@ -66,6 +66,10 @@ struct Params {
 @group(0) @binding(8) var<storage, read> o32: array<f32>;
 @group(0) @binding(9) var<storage, read_write> g0: array<f32>;
 @group(0) @binding(10) var<storage, read_write> g1: array<f32>;
+// attn_fwd_texel: k and v of the bound run packed as rgba32float texels (lib/ops/matmul_texel.ts packTexels),
+// texel (c, r) = row r of the run, elements 4c .. 4c+3
+@group(0) @binding(11) var kt: texture_2d<f32>;
+@group(0) @binding(12) var vt: texture_2d<f32>;
 
 // Is key `key` visible to the query at absolute position `p` (given the batch row's kv length)?
 fn visible(key: u32, p: u32, kv_len: u32) -> bool {
@@ -713,5 +717,97 @@ fn attn_bwd_kv_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
   for (var d = 0u; d < hd; d++) {
     g0[P.dk_off + krow + d] = dk[d];
     g1[P.dv_off + krow + d] = dv[d];
+  }
+}
+
+// ---------------------------------------------------------------- texel forward (CPU adapters)
+// attn_fwd_tpr with k and v read from textures (the host packs the run's k and v rows first) and the head
+// size a pipeline constant (TEXEL_HD4 = head_dim / 4): on lavapipe a texel fetch is one vectorised gather
+// for the SIMD group where a storage read is a per-lane loop, and loops of constant length over the head's
+// texels and the FK keys of a tile unroll, so q, the accumulator and the scores stay in registers instead of
+// indexed private memory. Same arithmetic in the same order as attn_fwd_tpr (keys past a tile's end are
+// skipped, not masked). grid: (ceil(Sq / RW), H, nb); flags bit 0: write the logsumexp into stats.
+override TEXEL_HD4: u32 = 8u;
+const HDM4: u32 = 32u;
+
+@compute @workgroup_size(RW)
+fn attn_fwd_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let h = wid.y;
+  let zb = wid.z;
+  let b = P.batch0 + zb;
+  let q0 = wid.x * RW;
+  let nq = min(RW, P.seq_q - q0);
+  let i = q0 + lid;
+  let live = lid < nq;
+  let kv_len = min(rowinfo[2u * b], P.seq_kv);
+  let p_lo = rowinfo[2u * b + 1u] + q0;
+  let pos = p_lo + lid;
+  let kr = key_range(p_lo, p_lo + nq - 1u, kv_len); // the keys any row of the block sees
+  let qs = P.heads * P.head_dim;
+  let qrow = (zb * P.seq_q + min(i, P.seq_q - 1u)) * qs + h * P.head_dim;
+  let col0 = i32((h / P.group) * TEXEL_HD4); // first texel of the kv head
+  let row0 = zb * P.seq_kv;
+
+  var qv: array<vec4<f32>, HDM4>;
+  var acc: array<vec4<f32>, HDM4>;
+  for (var d4 = 0u; d4 < TEXEL_HD4; d4++) {
+    let at = P.q_off + qrow + 4u * d4;
+    qv[d4] = vec4<f32>(f32(qb[at]), f32(qb[at + 1u]), f32(qb[at + 2u]), f32(qb[at + 3u])) * P.scale;
+    acc[d4] = vec4<f32>(0.0);
+  }
+  var m = MASKED;
+  var l = 0.0;
+  for (var k0 = kr.x; k0 < kr.y; k0 += FK) {
+    let nk = min(FK, kr.y - k0);
+    var s: array<f32, FK>;
+    var mt = m;
+    for (var c = 0u; c < FK; c++) {
+      if (c < nk) {
+        let r = i32(row0 + k0 + c);
+        var dot = 0.0;
+        for (var d4 = 0u; d4 < TEXEL_HD4; d4++) {
+          let kv = textureLoad(kt, vec2<i32>(col0 + i32(d4), r), 0);
+          let qq = qv[d4];
+          dot += qq.x * kv.x;
+          dot += qq.y * kv.y;
+          dot += qq.z * kv.z;
+          dot += qq.w * kv.w;
+        }
+        var sc = MASKED;
+        if (visible(k0 + c, pos, kv_len)) { sc = dot; }
+        s[c] = sc;
+        mt = max(mt, sc);
+      }
+    }
+    let alpha = exp(m - mt);
+    m = mt;
+    var sum = 0.0;
+    for (var d4 = 0u; d4 < TEXEL_HD4; d4++) { acc[d4] *= alpha; }
+    for (var c = 0u; c < FK; c++) {
+      if (c < nk) {
+        var pr = 0.0;
+        if (s[c] > MASKED_TEST) { pr = exp(s[c] - mt); }
+        sum += pr;
+        let r = i32(row0 + k0 + c);
+        for (var d4 = 0u; d4 < TEXEL_HD4; d4++) { acc[d4] += pr * textureLoad(vt, vec2<i32>(col0 + i32(d4), r), 0); }
+      }
+    }
+    l = l * alpha + sum;
+  }
+  if (!live) { return; }
+  var inv = 0.0; // a query that sees no key gets zeros, never NaN
+  if (l > 0.0) { inv = 1.0 / l; }
+  for (var d4 = 0u; d4 < TEXEL_HD4; d4++) {
+    let o = acc[d4] * inv;
+    let at = P.o_off + qrow + 4u * d4;
+    ob[at] = TO(o.x);
+    ob[at + 1u] = TO(o.y);
+    ob[at + 2u] = TO(o.z);
+    ob[at + 3u] = TO(o.w);
+  }
+  if ((P.flags & 1u) != 0u) {
+    var v = 0.0;
+    if (l > 0.0) { v = m + log(l); }
+    stats[stat_index(b, h, i)] = v;
   }
 }

@@ -8,10 +8,11 @@
 import { profileStage } from "../gpu/profile.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { covarianceAccumulate } from "../ops/covariance.ts";
+import { gatherRows } from "../ops/embedding.ts";
 import { scale } from "../ops/elementwise.ts";
 import { openSafetensors, writeSafetensors } from "../model/safetensors.ts";
 import type { LoadedModel } from "../model/load.ts";
-import { padBatch } from "../model/transformer.ts";
+import { padBatch, type TokenBatch } from "../model/transformer.ts";
 import { cacheDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
 import { encodeNpz, readNpz } from "../model/npz.ts";
 
@@ -36,6 +37,112 @@ export interface StatsOptions {
   signal?: AbortSignal;
   /** Seconds between partial saves (default 10). */
   saveEvery?: number;
+  /**
+   * @internal Bench-only (bench/stats_bench.ts's baseline, not a CLI option): run the path as it was when
+   * issue 9 was filed — each batch as one right-padded block, the hooked layer's whole block (down-projection
+   * included) and the keys gathered from the padded rows — instead of length groups and key-only forwards.
+   * The result is the same within f32 summation order.
+   */
+  paddedFullForward?: boolean;
+}
+
+/**
+ * Fixed cost of one more sub-batch of a statistics batch, in padded token positions (its dispatches and
+ * host work): {@link lengthGroups} splits a batch only where that saves more positions than this.
+ */
+export const LENGTH_GROUP_OVERHEAD = 96;
+
+/**
+ * @internal Splits a batch of sequences, given by their token counts, into sub-batches of similar length
+ * so that little padding is computed: sequences sorted by length (ties by index) are cut into contiguous
+ * groups minimising Σ (group size · its longest length + `overhead`) (dynamic programming). Returns the
+ * groups as indices into `lengths`, each in ascending length, shortest group first; every index appears
+ * exactly once.
+ */
+export function lengthGroups(lengths: readonly number[], overhead = LENGTH_GROUP_OVERHEAD): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[a] - lengths[b] || a - b);
+  const n = order.length;
+  // best[j]: least cost of the first j sorted sequences; cut[j]: where the last group of that optimum starts
+  const best = new Array<number>(n + 1).fill(Infinity);
+  const cut = new Array<number>(n + 1).fill(0);
+  best[0] = 0;
+  for (let j = 1; j <= n; j++) {
+    const len = lengths[order[j - 1]];
+    for (let i = 0; i < j; i++) {
+      const cost = best[i] + overhead + (j - i) * len;
+      if (cost < best[j]) best[j] = cost, cut[j] = i;
+    }
+  }
+  const groups: number[][] = [];
+  for (let j = n; j > 0; j = cut[j]) groups.unshift(order.slice(cut[j], j));
+  return groups;
+}
+
+/**
+ * Records one statistics batch the default way and returns its key count: sub-batches of similar length
+ * ({@link lengthGroups}), each forwarded only up to the layer's key; the real rows of every sub-batch's key
+ * are copied into one matrix so that C += KᵀK runs once per batch (a small Gram is slower per row). When that
+ * matrix is row-chunked or an f16 row is not 4-byte aligned, each sub-batch gathers its rows and runs its
+ * own update instead. Its tensors go into `held`, for the caller to release once the GPU has run them.
+ */
+async function groupedBatch(
+  model: LoadedModel,
+  layer: number,
+  c: Tensor,
+  chunk: number[][],
+  held: Tensor[],
+): Promise<number> {
+  const net = model.net;
+  const gpu = c.gpu;
+  const d = net.config.intermediateSize;
+  const total = chunk.reduce((a, s) => a + s.length, 0);
+  const all = Tensor.empty(gpu, [total, d], net.act, { name: "stats.keys" });
+  const rowBytes = d * (net.act === "f16" ? 2 : 4);
+  const packed = all.chunks.length === 1 && rowBytes % 4 === 0;
+  if (packed) held.push(all);
+  else all.dispose();
+  let at = 0;
+  for (const g of lengthGroups(chunk.map((s) => s.length))) {
+    const b = padBatch(g.map((i) => chunk[i]));
+    const uniform = b.lengths.every((n) => n === b.seq);
+    const { x, keys } = await net.prefix(b, layer, {
+      layer,
+      readRows: packed || uniform ? undefined : realRows(b),
+      keysOnly: true,
+    });
+    x.dispose();
+    held.push(keys!);
+    if (packed) {
+      // each sequence's real rows are contiguous in the padded key (one copy when nothing is padded); a
+      // row-chunked key first gathers them into a tensor no larger than `all`, hence in one chunk too
+      let src = keys!, runs = uniform ? [[0, b.batch * b.seq]] : b.lengths.map((n, r) => [r * b.seq, n]);
+      if (src.chunks.length > 1) {
+        src = await gatherRows(src, realRows(b), { outDtype: net.act });
+        held.push(src);
+        runs = [[0, src.rows]];
+      }
+      for (const [from, n] of runs) {
+        gpu.copy(src.chunks[0], from * rowBytes, all.chunks[0], at * rowBytes, n * rowBytes);
+        at += n;
+      }
+      gpu.flush(); // the GPU starts on this sub-batch while the host records the next
+      continue;
+    }
+    await covarianceAccumulate(c, keys!);
+    gpu.flush();
+  }
+  if (packed) await covarianceAccumulate(c, all);
+  return total;
+}
+
+/** Flat rows `r·seq + p` of the real (unpadded) tokens of a batch. */
+function realRows(b: TokenBatch): Uint32Array {
+  const rows = new Uint32Array(b.lengths.reduce((a, n) => a + n, 0));
+  let k = 0;
+  b.lengths.forEach((n, r) => {
+    for (let p = 0; p < n; p++) rows[k++] = r * b.seq + p;
+  });
+  return rows;
 }
 
 /** Covariance statistics of one layer. */
@@ -291,21 +398,33 @@ export async function accumulateKeys(
   }
   const bs = o.batchSize ?? 32;
   let lastSave = performance.now();
+  const encode = (from: number) =>
+    seqs.slice(from, Math.min(end, from + bs)).map((s) => tok.encode(s).slice(0, maxLength)).filter((s) =>
+      s.length
+    );
+  let ahead: number[][] | undefined;
   while (next < end) {
-    const chunk = seqs.slice(next, Math.min(end, next + bs)).map((s) => tok.encode(s).slice(0, maxLength))
-      .filter((s) => s.length);
-    if (chunk.length) {
+    const chunk = ahead ?? encode(next);
+    ahead = undefined;
+    if (chunk.length && o.paddedFullForward) {
       const b = padBatch(chunk);
-      const rows: number[] = [];
-      b.lengths.forEach((n, r) => {
-        for (let p = 0; p < n; p++) rows.push(r * b.seq + p);
-      });
-      const { x, keys } = await net.prefix(b, o.layer, { layer: o.layer, readRows: Uint32Array.from(rows) });
+      const rows = realRows(b);
+      const { x, keys } = await net.prefix(b, o.layer, { layer: o.layer, readRows: rows });
       x.dispose();
       await covarianceAccumulate(c, keys!);
       await gpu.sync();
       keys!.dispose();
       count += rows.length;
+    } else if (chunk.length) {
+      const held: Tensor[] = [];
+      try {
+        count += await groupedBatch(model, o.layer, c, chunk, held);
+        // tokenize the next batch while the GPU works on this one
+        if (next + bs < end && !o.signal?.aborted) ahead = encode(next + bs);
+        await gpu.sync();
+      } finally {
+        for (const t of held) t.dispose();
+      }
     }
     next = Math.min(end, next + bs);
     o.onProgress?.(next - start, end - start, count);

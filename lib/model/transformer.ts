@@ -80,6 +80,13 @@ export interface MlpHooks {
   addRows?: Uint32Array;
   /** [d_model] f32 vector on the layer's device. */
   delta?: Tensor;
+  /**
+   * Stop the hooked layer's block once its key is computed (statistics need nothing after it): the block
+   * returns `keys` (the `readRows` in f32, or without them the whole key [T, d_ff] in the activation
+   * dtype) and no values, skips the down-projection, and leaves x as the residual stream after attention.
+   * Not with a tape, a cache or a patch.
+   */
+  keysOnly?: boolean;
 }
 
 /**
@@ -399,6 +406,16 @@ export class Transformer {
     }
     keep(up, "up");
     keep(mlpIn, blk.ln2 ? "h2" : "h");
+    if (hooks?.keysOnly && hooks.layer === i) {
+      if (tape || cache || patch) {
+        throw new Error("Transformer.block: keysOnly runs without tape, cache or patch");
+      }
+      if (!blk.ln2) attnOut.dispose();
+      if (!hooks.readRows) return { keys: key };
+      const keys = await gatherRows(key, hooks.readRows);
+      key.dispose();
+      return { keys };
+    }
     const out = await this.#lin(key, blk.mlpOut);
     const result: { keys?: Tensor; values?: Tensor } = {};
     if (hooks && hooks.layer === i) {
@@ -473,6 +490,8 @@ export class Transformer {
   /**
    * Runs the embedding and blocks 0…`upto` (inclusive). Returns the residual stream after block `upto` and,
    * when the hooks read rows at a layer ≤ upto, that layer's keys and values (f32 tensors on its device).
+   * With `hooks.keysOnly` (hooks.layer = upto), x is the residual after the layer's attention and only keys
+   * come back (see {@link MlpHooks.keysOnly}).
    */
   async prefix(
     b: TokenBatch,

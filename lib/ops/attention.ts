@@ -19,7 +19,8 @@
  * invocation per query row (forward; backward: logsumexp, D and dq in one kernel) or per key row (dk/dv),
  * without workgroup memory or barriers: two dispatches for the backward instead of four. On llvmpipe, whose
  * loops stop after 65,535 iterations per shader invocation, a call too long for the row kernels runs the
- * tiled ones, and one too long for both is an error (lib/ops/attention_budget.ts).
+ * tiled ones, and one too long for both is an error (lib/ops/attention_budget.ts). `texel` (CPU adapters'
+ * default forward): the row forward reading k and v from textures packed just before it.
  *
  * Row-chunked tensors work: runs of batch rows lying in one chunk of every operand are dispatched together;
  * a batch row that straddles a chunk boundary is gathered into a temporary buffer (and outputs scattered
@@ -37,6 +38,7 @@ import {
   LLVMPIPE_LOOP_LIMIT,
   type LoopShape,
 } from "./attention_budget.ts";
+import { packTexels, texelKernels } from "./matmul_texel.ts";
 
 /** Largest head_dim the kernels support. */
 export const ATTENTION_MAX_HEAD_DIM = 256;
@@ -65,10 +67,13 @@ export function attentionTiles(headDim: number): AttentionTiles {
 /**
  * Which kernels run attention: `tiled`: workgroups of 64 threads sharing q/k/v tiles in workgroup memory
  * (the GPU design); `row`: one invocation per query (key) row walking its keys (queries) serially, no
- * barriers (fastest on CPU adapters such as lavapipe); `auto` (default): `row` on CPU adapters, else
- * `tiled`.
+ * barriers (CPU adapters such as lavapipe); `texel`: the `row` design whose forward first packs k and v into
+ * rgba32float textures (lib/ops/matmul_texel.ts) and reads them with texel fetches (several times cheaper on
+ * lavapipe; the backward is `row`'s; falls back to `row` when head_dim % 4 ≠ 0, a row does not fit a texture
+ * or a batch row straddles a chunk boundary); `auto` (default): on CPU adapters `texel` for ≥ 8 queries per
+ * batch row while {@link texelKernels} is on, else `row`; `tiled` on other adapters.
  */
-export type AttentionKernel = "auto" | "tiled" | "row";
+export type AttentionKernel = "auto" | "tiled" | "row" | "texel";
 
 /** Invocations per workgroup of the `row` kernels. */
 const ROW_WG = 8;
@@ -132,6 +137,8 @@ interface Geometry {
   row: boolean;
   /** Tile sizes of the pipeline variant. */
   tiles: AttentionTiles;
+  /** Run the forward with k and v packed into textures (`attn_fwd_texel`; the backward stays `row`). */
+  texel: boolean;
 }
 
 function variant(op: string, headDim: number, t: AttentionTiles | undefined): AttentionTiles {
@@ -210,11 +217,21 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
   const scale = o.scale ?? 1 / Math.sqrt(headDim);
   if (!Number.isFinite(scale)) throw new GpuError(op, `scale ${scale} is not finite`);
   const kernel = o.kernel ?? "auto";
-  if (!["auto", "tiled", "row"].includes(kernel)) throw new GpuError(op, `unknown kernel ${kernel}`);
+  if (!["auto", "tiled", "row", "texel"].includes(kernel)) throw new GpuError(op, `unknown kernel ${kernel}`);
   const tiles = variant(op, headDim, o.tiles);
   const group = heads / kvHeads;
   const maxKvLength = Math.max(...kvLengths);
-  const row = chooseDesign(op, q.gpu, kernel, { seqQ, seqKv, headDim, group, window, maxKvLength, tiles });
+  // (the texel forward walks the keys as the row one does: the same loop budget)
+  const design = kernel === "texel" ? "row" : kernel;
+  const row = chooseDesign(op, q.gpu, design, { seqQ, seqKv, headDim, group, window, maxKvLength, tiles });
+  const gpu = q.gpu;
+  const maxTex = gpu.device.limits.maxTextureDimension2D;
+  // texel: head_dim in whole texels, one kv row of texels and one batch row of keys fit a texture
+  const texelFits = headDim % 4 === 0 && (kvHeads * headDim) / 4 <= maxTex && seqKv <= maxTex;
+  // (auto: only with a workgroup's worth of queries per batch row, which share each texel fetch; a decoding
+  // step's single query would pay for packing the whole cache)
+  const texel = row && texelFits &&
+    (kernel === "texel" || (kernel === "auto" && seqQ >= ROW_WG && texelKernels(gpu)));
   return {
     batch,
     seqQ,
@@ -229,6 +246,7 @@ function geometry(op: string, q: Tensor, k: Tensor, v: Tensor, o: AttentionOptio
     queryOffset,
     row,
     tiles,
+    texel,
   };
 }
 
@@ -408,18 +426,29 @@ async function forward(
   stats: GPUBuffer | null,
 ): Promise<void> {
   const gpu = q.gpu;
-  const pipe = await gpu.pipeline({
-    family: "attention",
-    entry: g.row ? "attn_fwd_tpr" : "attn_fwd",
-    types: types(q, k, v, out.dtype, "f32"),
-    consts: { ...g.tiles },
-  });
-  const st = stats ?? gpu.createStorage(16, "attention.nostats");
   const operands = [{ t: q, seq: g.seqQ }, { t: k, seq: g.seqKv }, { t: v, seq: g.seqKv }, {
     t: out,
     seq: g.seqQ,
     write: true,
   }];
+  // (a batch row straddling a chunk boundary is gathered inside forRuns: the row kernel then)
+  const texel = g.texel && !operands.some((o) => straddles(o, g.batch));
+  const pipe = await gpu.pipeline({
+    family: "attention",
+    entry: texel ? "attn_fwd_texel" : g.row ? "attn_fwd_tpr" : "attn_fwd",
+    types: types(q, k, v, out.dtype, "f32"),
+    consts: { ...g.tiles },
+    ...(texel ? { constants: { TEXEL_HD4: g.headDim / 4 } } : {}),
+  });
+  const st = stats ?? gpu.createStorage(16, "attention.nostats");
+  if (texel) {
+    try {
+      await forwardTexel(op, g, operands, meta, st, pipe, !!stats);
+    } finally {
+      if (!stats) gpu.release(st);
+    }
+    return;
+  }
   forRuns(op, operands, g.batch, (b0, nb, [bq, bk, bv, bo]) => {
     gpu.dispatch(
       op,
@@ -430,6 +459,68 @@ async function forward(
     );
   });
   if (!stats) gpu.release(st);
+}
+
+/**
+ * The texel forward: per run of batch rows (at most a texture's height of keys at a time), k and v are
+ * packed into the texel workspace (roles A and B, as matmul's operands) and `attn_fwd_texel` reads them.
+ */
+async function forwardTexel(
+  op: string,
+  g: Geometry,
+  operands: Operand[],
+  meta: GPUBuffer,
+  st: GPUBuffer,
+  pipe: GPUComputePipeline,
+  withStats: boolean,
+): Promise<void> {
+  const [q, k, v] = operands.map((o) => o.t);
+  const gpu = q.gpu;
+  const qs = g.heads * g.headDim, kvs = g.kvHeads * g.headDim;
+  const perPiece = Math.max(1, Math.floor(gpu.device.limits.maxTextureDimension2D / g.seqKv));
+  // forRuns records synchronously and the packs await the pipeline cache: collect the runs first (no batch
+  // row straddles a chunk here, so every bound buffer is a chunk of its tensor)
+  const runs: { b0: number; nb: number; bound: Bound[] }[] = [];
+  forRuns(op, operands, g.batch, (b0, nb, bound) => runs.push({ b0, nb, bound }));
+  for (const { b0, nb, bound: [bq, bk, bv, bo] } of runs) {
+    for (let s = 0; s < nb; s += perPiece) {
+      const n = Math.min(perPiece, nb - s);
+      const rows = n * g.seqKv;
+      const src = (x: Bound, t: Tensor) => ({
+        buf: x.buffer,
+        dtype: t.dtype,
+        off: x.offset + s * g.seqKv * kvs,
+        ld: kvs,
+        trans: false,
+        rows,
+        cols: kvs,
+        height: rows,
+      });
+      const kView = await packTexels(gpu, "A", src(bk, k), op);
+      const vView = await packTexels(gpu, "B", src(bv, v), op);
+      gpu.dispatch(
+        op,
+        pipe,
+        [meta, bq.buffer, null, null, bo.buffer, st, null, null, null, null, kView, vView],
+        [Math.ceil(g.seqQ / ROW_WG), g.heads, n],
+        params(
+          g,
+          b0 + s,
+          { q: bq.offset + s * g.seqQ * qs, o: bo.offset + s * g.seqQ * qs },
+          withStats ? 1 : 0,
+        ),
+      );
+    }
+  }
+}
+
+/** Whether some batch row of an operand straddles a chunk boundary. */
+function straddles(o: Operand, batch: number): boolean {
+  if (o.t.chunks.length === 1) return false;
+  for (let b = 0; b < batch; b++) {
+    if (chunkOf(o.t, b * o.seq).chunk !== chunkOf(o.t, (b + 1) * o.seq - 1).chunk) return true;
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------------------

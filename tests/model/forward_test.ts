@@ -100,3 +100,44 @@ Deno.test("two devices give bit-identical logits to one device (llama-tiny-gqa, 
     assert.deepEqual(results[3], results[1], "f16: 2 devices vs 1");
   }
 });
+
+Deno.test("prefix with keysOnly: the full block's keys, bit for bit, without the down-projection (GPT-2, GPT-J, Llama)", async () => {
+  for (const fixture of ["gpt2-tiny", "gptj-tiny", "llama-tiny-gqa"]) {
+    const dir = sharedPath(`models/fixtures/${fixture}`);
+    if (!dir) return;
+    const ref: Reference = JSON.parse(await Deno.readTextFile(`${dir}/reference.json`));
+    const c = ref.cases.find((c) => c.name === "batch_right_padded")!;
+    const batch = padBatch(c.input_ids.map((row, b) => row.slice(0, c.lengths[b])));
+    const rows: number[] = [];
+    batch.lengths.forEach((n, r) => {
+      for (let p = 0; p < n; p++) rows.push(r * batch.seq + p);
+    });
+    assert.ok(rows.length < batch.batch * batch.seq, `${fixture}: the case must have padding`);
+    const model = await loadModel(dir, { quiet: true });
+    try {
+      const layer = Math.min(1, model.config.numLayers - 1);
+      const readRows = Uint32Array.from(rows);
+      const full = await model.net.prefix(batch, layer, { layer, readRows });
+      const want = await full.keys!.read();
+      full.x.dispose(), full.keys!.dispose(), full.values!.dispose();
+      const gathered = await model.net.prefix(batch, layer, { layer, readRows, keysOnly: true });
+      assert.equal(gathered.values, undefined);
+      assert.deepEqual(
+        Array.from(await gathered.keys!.read()),
+        Array.from(want),
+        `${fixture}: gathered keys`,
+      );
+      gathered.x.dispose(), gathered.keys!.dispose();
+      const whole = await model.net.prefix(batch, layer, { layer, keysOnly: true });
+      const d = model.config.intermediateSize;
+      assert.deepEqual(whole.keys!.shape, [batch.batch * batch.seq, d]);
+      const all = await whole.keys!.read();
+      const real = new Float32Array(rows.length * d);
+      rows.forEach((r, i) => real.set(all.subarray(r * d, (r + 1) * d), i * d));
+      assert.deepEqual(Array.from(real), Array.from(want), `${fixture}: whole key, real rows`);
+      whole.x.dispose(), whole.keys!.dispose();
+    } finally {
+      await model.dispose();
+    }
+  }
+});

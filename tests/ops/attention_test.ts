@@ -543,11 +543,11 @@ Deno.test("attention rejects inconsistent shapes and options with clear errors",
   cache.dispose();
 });
 
-Deno.test("both kernel designs (tiled for GPUs, row for CPU adapters) match the reference", async () => {
-  // `auto` picks one of them on this adapter; run both explicitly so that each stays covered everywhere,
+Deno.test("every kernel design (tiled for GPUs, row and texel for CPU adapters) matches the reference", async () => {
+  // `auto` picks one of them on this adapter; run each explicitly so that each stays covered everywhere,
   // with the same bounds as above (both use 8-key online-softmax tiles and f32 accumulation).
   const gpu = await testGpu();
-  for (const kernel of ["tiled", "row"] as const) {
+  for (const kernel of ["tiled", "row", "texel"] as const) {
     for (const dtype of ["f32", "f16"] as const) {
       for (const [n, c] of FORWARD_CASES.entries()) {
         const d = makeData(c, 110 + n, dtype);
@@ -623,8 +623,8 @@ Deno.test("both kernel designs (tiled for GPUs, row for CPU adapters) match the 
   );
 });
 
-Deno.test("both kernel designs work on row-chunked tensors", async () => {
-  // as in the chunked test above: batch rows of q straddle chunks and are gathered
+Deno.test("every kernel design works on row-chunked tensors", async () => {
+  // as in the chunked test above: batch rows of q straddle chunks and are gathered (texel falls back to row)
   const gpu = await testGpu({ maxBindingBytes: 320 });
   const c: AttentionRefOptions = {
     batch: 3,
@@ -642,7 +642,7 @@ Deno.test("both kernel designs work on row-chunked tensors", async () => {
   const dOut = randArray(d.q.length, 181);
   const tdo = Tensor.from(gpu, dOut, [21, 16], "f32");
   const bd = backwardBounds(d, dOut, c);
-  for (const kernel of ["tiled", "row"] as const) {
+  for (const kernel of ["tiled", "row", "texel"] as const) {
     const out = await attention(t.q, t.k, t.v, { ...c, kernel });
     checkForward(await out.read(), c, d, "f32", `${kernel} chunked forward`);
     const g = await attentionBackward(t.q, t.k, t.v, tdo, { ...c, kernel });
@@ -812,4 +812,39 @@ Deno.test("small heads on the 256-wide variant (the bench's comparison) match th
   );
   await assert.rejects(attention(x, x, x, { ...o, tiles: { ...tiles, FQ: 4 } }), /not a variant/);
   x.dispose();
+});
+
+Deno.test("texel forward: packs k and v and runs attn_fwd_texel; bit-identical to the row forward", async () => {
+  // same arithmetic in the same order as the row kernel, only the k/v reads differ
+  const gpu = await testGpu();
+  const c: AttentionRefOptions = {
+    batch: 3,
+    seqQ: 19,
+    seqKv: 19,
+    heads: 4,
+    kvHeads: 2,
+    headDim: 32,
+    kvLengths: [19, 11, 0],
+  };
+  for (const dtype of ["f32", "f16"] as const) {
+    const d = makeData(c, 190, dtype);
+    const t = upload(gpu, c, d, dtype);
+    const before = gpu.counters().dispatches;
+    const texel = await attention(t.q, t.k, t.v, { ...c, kernel: "texel" });
+    assert.equal(gpu.counters().dispatches - before, 3, "pack k, pack v, attn_fwd_texel");
+    const row = await attention(t.q, t.k, t.v, { ...c, kernel: "row" });
+    const a = await texel.read();
+    checkForward(a, c, d, dtype, `texel ${dtype}`);
+    assert.deepEqual(Array.from(a), Array.from(await row.read()), `texel vs row ${dtype}`);
+    for (const x of [texel, row, t.q, t.k, t.v]) x.dispose();
+  }
+  // head_dim not a multiple of 4: the row kernel (one dispatch)
+  const odd: AttentionRefOptions = { batch: 1, seqQ: 5, seqKv: 5, heads: 2, kvHeads: 2, headDim: 6 };
+  const d = makeData(odd, 195, "f32");
+  const t = upload(gpu, odd, d, "f32");
+  const before = gpu.counters().dispatches;
+  const out = await attention(t.q, t.k, t.v, { ...odd, kernel: "texel" });
+  assert.equal(gpu.counters().dispatches - before, 1, "head_dim 6 falls back to the row kernel");
+  checkForward(await out.read(), odd, d, "f32", "texel fallback hd6");
+  for (const x of [out, t.q, t.k, t.v]) x.dispose();
 });
