@@ -728,7 +728,7 @@ fn attn_bwd_kv_tpr(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
 // indexed private memory. Same arithmetic in the same order as attn_fwd_tpr (keys past a tile's end are
 // skipped, not masked). grid: (ceil(Sq / RW), H, nb); flags bit 0: write the logsumexp into stats.
 override TEXEL_HD4: u32 = 8u;
-const HDM4: u32 = 32u;
+const HDM4: u32 = HDM / 4u; // the variant's largest head_dim, in texels
 
 @compute @workgroup_size(RW)
 fn attn_fwd_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -817,16 +817,17 @@ Deno.test("small heads on the 256-wide variant (the bench's comparison) match th
 Deno.test("texel forward: packs k and v and runs attn_fwd_texel; bit-identical to the row forward", async () => {
   // same arithmetic in the same order as the row kernel, only the k/v reads differ
   const gpu = await testGpu();
-  const c: AttentionRefOptions = {
-    batch: 3,
-    seqQ: 19,
-    seqKv: 19,
-    heads: 4,
-    kvHeads: 2,
-    headDim: 32,
-    kvLengths: [19, 11, 0],
-  };
-  for (const dtype of ["f32", "f16"] as const) {
+  // (head_dim 256: the wide variant's private rows)
+  for (const [headDim, dtype] of [[32, "f32"], [32, "f16"], [256, "f32"]] as const) {
+    const c: AttentionRefOptions = {
+      batch: 3,
+      seqQ: 19,
+      seqKv: 19,
+      heads: 4,
+      kvHeads: 2,
+      headDim,
+      kvLengths: [19, 11, 0],
+    };
     const d = makeData(c, 190, dtype);
     const t = upload(gpu, c, d, dtype);
     const before = gpu.counters().dispatches;
@@ -834,8 +835,11 @@ Deno.test("texel forward: packs k and v and runs attn_fwd_texel; bit-identical t
     assert.equal(gpu.counters().dispatches - before, 3, "pack k, pack v, attn_fwd_texel");
     const row = await attention(t.q, t.k, t.v, { ...c, kernel: "row" });
     const a = await texel.read();
-    checkForward(a, c, d, dtype, `texel ${dtype}`);
-    assert.deepEqual(Array.from(a), Array.from(await row.read()), `texel vs row ${dtype}`);
+    checkForward(a, c, d, dtype, `texel ${dtype} hd${headDim}`);
+    // (the 256 variant's row kernel splits its dims differently: equal to the reference, not bit for bit)
+    if (headDim <= 128) {
+      assert.deepEqual(Array.from(a), Array.from(await row.read()), `texel vs row ${dtype} hd${headDim}`);
+    }
     for (const x of [texel, row, t.q, t.k, t.v]) x.dispose();
   }
   // head_dim not a multiple of 4: the row kernel (one dispatch)
