@@ -14,12 +14,7 @@ import { applyOverrides, loadHparams, type RomeHparams } from "../edit/hparams.t
 import { autoLayerText, resolveAutoLayer } from "../edit/trace.ts";
 import { RomeEditor } from "../edit/rome.ts";
 import { DATASET_FORMATS, type DatasetFormat, type EvalRecord, loadDataset } from "../eval/datasets/mod.ts";
-import {
-  DEFAULT_FLUENCY,
-  type FluencyOptions,
-  type IndexedRecord,
-  runProtocol,
-} from "../eval/protocol.ts";
+import { DEFAULT_FLUENCY, type FluencyOptions, type IndexedRecord, runProtocol } from "../eval/protocol.ts";
 import {
   buildSummary,
   readJsonl,
