@@ -16,6 +16,8 @@
  * single-edit and the batch protocol do), so rerun the same command after a kill. Then it prints the
  * markdown table: EasyEdit accuracies and ROME's ES / PS / NS / S (%, post-edit) and seconds per edit (a
  * batch's edit time divided by its size), with the load average at the start and end of the runs.
+ * `--table-only --partial` prints the table now: a run still going (or cut off) is summarised from the
+ * records it has finished (`keg eval report`), with its record count in the n column.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -32,6 +34,7 @@ const { values: v } = parseArgs({
     methods: { type: "string", default: "ROME,R-ROME,MEMIT,AlphaEdit" },
     data: { type: "string", default: `${shared}/data/datasets/counterfact-rome/counterfact.json` },
     "table-only": { type: "boolean", default: false },
+    partial: { type: "boolean", default: false },
   },
   strict: true,
 });
@@ -94,27 +97,46 @@ async function runOne(model: string, method: string): Promise<void> {
 
 const f1 = (x: number | undefined) => x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(1);
 
+/** A summary of the records a run has finished so far (`keg eval report` re-renders it from results.jsonl). */
+async function partialSummary(dir: string): Promise<Summary | null> {
+  try {
+    if (!(await Deno.stat(`${dir}/results.jsonl`)).size) return null;
+  } catch {
+    return null;
+  }
+  const st = await new Deno.Command(`${root}/keg`, {
+    args: ["eval", "report", "--out", dir],
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  return st.success ? await readSummary(dir) : null;
+}
+
 async function table(): Promise<string> {
   const rows = [
-    "| model | method | protocol | rewrite acc | rephrase acc | locality | ES | PS | NS | S | s/edit |",
-    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| model | method | protocol | n | rewrite acc | rephrase acc | locality | ES | PS | NS | S | s/edit |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const model of models) {
     for (const method of methods) {
-      const s = await readSummary(`${v.out}/${model}/${method}`);
+      const dir = `${v.out}/${model}/${method}`;
+      let s = await readSummary(dir);
+      if (v.partial && s?.num_cases !== limit) s = await partialSummary(dir);
       const proto = BATCH.has(method) ? `batches of ${batchSize}` : "one at a time";
       if (!s) {
-        rows.push(`| ${model} | ${method} | ${proto} | not run | | | | | | | |`);
+        rows.push(`| ${model} | ${method} | ${proto} | 0 | not run | | | | | | | |`);
         continue;
       }
       const e = s.easyedit.post, r = s.rome;
       const loc = e.locality ? Object.values(e.locality)[0] : undefined;
       rows.push(
-        `| ${model} | ${method} | ${proto} | ${f1(100 * e.rewrite_acc)} | ${f1(100 * e.rephrase_acc)} | ${
-          f1(loc === undefined ? undefined : 100 * loc)
-        } | ${f1(r.post_rewrite_success?.[0])} | ${f1(r.post_paraphrase_success?.[0])} | ${
-          f1(r.post_neighborhood_success?.[0])
-        } | ${f1(r.post_score?.[0] ?? undefined)} | ${f1(s.diagnostics.timing.editSeconds[0])} |`,
+        `| ${model} | ${method} | ${proto} | ${s.num_cases} | ${f1(100 * e.rewrite_acc)} | ${
+          f1(100 * e.rephrase_acc)
+        } | ${f1(loc === undefined ? undefined : 100 * loc)} | ${f1(r.post_rewrite_success?.[0])} | ${
+          f1(r.post_paraphrase_success?.[0])
+        } | ${f1(r.post_neighborhood_success?.[0])} | ${f1(r.post_score?.[0] ?? undefined)} | ${
+          f1(s.diagnostics.timing.editSeconds[0])
+        } |`,
       );
     }
   }
