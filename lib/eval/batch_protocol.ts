@@ -148,7 +148,7 @@ export async function runBatchProtocol(
         }
       }
     } else {
-      res = await editAndReport(model, editor, batch, b, pres, done, phase, method, opts);
+      res = await editAndReport(model, editor, batch, pres, done, phase, method, opts);
     }
     if (opts.sequential) {
       if (!retention.has(b)) {
@@ -169,7 +169,6 @@ async function editAndReport(
   model: LoadedModel,
   editor: MemitEditor,
   batch: IndexedRecord[],
-  b: number,
   pres: Map<number, PhaseEval>,
   done: ReadonlyMap<number, RecordResult>,
   phase: { fluency: FluencyOptions | null },
