@@ -6,6 +6,9 @@
  *   on the model after batch b — the curve AlphaEdit is about); the last row is the `final` phase.
  * Results are {@link RecordResult} lines like the single-edit protocol's (each record's `edits` entry
  * carries its batch's per-layer diagnostics and the batch time divided by the batch size).
+ * Resumable ({@link BatchRunOptions.done}): done batches are skipped (sequential: their saved deltas are
+ * re-applied with `MemitEditor.adopt`, which also rebuilds AlphaEdit's key cache), a partly done batch is
+ * edited again and only its missing records are reported, missing retention rows are recomputed.
  * @module
  */
 import type { LoadedModel } from "../model/load.ts";
