@@ -7,7 +7,8 @@
  *   top prediction of every request before and after, per-layer diagnostics and timings.
  * - `keg eval --hparams configs/MEMIT/… --data F --out DIR --batch-size N [--sequential]`: the batch
  *   protocol (lib/eval/batch_protocol.ts); sequential runs also write `retention.json` and a retention
- *   table in summary.md and report.html. Batch runs do not resume: an --out that holds results is refused.
+ *   table in summary.md and report.html. A killed run resumes when rerun with the same --out (lib/cli/run_dir.ts;
+ *   sequential: the saved deltas of the done batches are re-applied, AlphaEdit's key cache rebuilt).
  *
  * `--stats` takes one statistics file per edited layer, comma-separated in layer order; otherwise C_l is
  * computed from stats_corpus (and cached) for each layer.
@@ -24,10 +25,19 @@ import { loadRequests } from "../edit/request.ts";
 import { saveEdits } from "../edit/edits_io.ts";
 import { applyOverrides } from "../edit/hparams.ts";
 import { type DatasetFormat, loadDataset } from "../eval/datasets/mod.ts";
-import type { IndexedRecord, RecordResult } from "../eval/protocol.ts";
+import type { FinalResult, IndexedRecord, RecordResult } from "../eval/protocol.ts";
 import { type RetentionRow, runBatchProtocol } from "../eval/batch_protocol.ts";
 import { readRunDir, RUN_FILES, type RunInfo, toJsonLine } from "../eval/report.ts";
 import { checkWritable, lockDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
+import {
+  appendLine,
+  APPLIED_DIR,
+  loadApplied,
+  openRun,
+  readAndRepair,
+  runKey,
+  saveApplied,
+} from "./run_dir.ts";
 import { intFlag, parseFlags, parseSet, required, UsageError } from "./args.ts";
 import { statsFor } from "./edit.ts";
 import { retentionHtml, retentionMarkdown } from "./retention.ts";
@@ -168,6 +178,9 @@ export async function batchEditCommand(args: string[]): Promise<void> {
   }
 }
 
+/** Sequential batch runs: the retention rows as they are computed (retention.json is written at the end). */
+const RETENTION_LINES = "retention.jsonl";
+
 /** `keg eval` with a MEMIT / AlphaEdit config. */
 export async function batchEvalCommand(args: string[]): Promise<void> {
   const v = parseFlags("eval", args, {
@@ -199,16 +212,6 @@ export async function batchEvalCommand(args: string[]): Promise<void> {
   if (!records.length) throw new Error(`${dataPath}: no records to evaluate`);
   const items: IndexedRecord[] = records.map((record, index) => ({ index, record }));
   await checkWritable(out, "--out", "dir");
-  try {
-    const st = await Deno.stat(`${out}/${RUN_FILES.results}`);
-    if (st.size > 0) {
-      throw new Error(
-        `${out} already holds results; batch runs do not resume: use another --out or delete it`,
-      );
-    }
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
   const modelName = (v.model as string | undefined) ?? hp.base.modelName;
   if (!modelName) throw new UsageError("eval: --model is required (or model_name in the hparams)");
   const model = await loadModel(modelName, {
@@ -246,32 +249,50 @@ export async function batchEvalCommand(args: string[]): Promise<void> {
     };
     const info: RunInfo = {
       ...base,
-      key: (await sha256Hex(JSON.stringify(base))).slice(0, 32),
+      key: await runKey(base),
       limit,
       shard: null,
       records: items.length,
       created: new Date().toISOString(),
     };
-    await Deno.mkdir(out, { recursive: true });
-    await writeFileAtomic(`${out}/${RUN_FILES.run}`, JSON.stringify(info, null, 2) + "\n");
-    const results: string[] = [], finals: string[] = [];
+    // resumable like the single-edit protocol: done records are skipped; a sequential run re-applies the
+    // saved deltas of its done batches (AlphaEdit also rebuilds its key cache) and continues from there
+    const { resultsPath, finalPath, done } = await openRun(out, info, items, {
+      sequential,
+      quiet: !!v.quiet,
+    });
+    const retentionPath = `${out}/${RETENTION_LINES}`;
+    const doneRetention = sequential ? await readAndRepair(retentionPath) as RetentionRow[] : [];
+    const finals: FinalResult[] = [];
+    const written = new Set<number>();
     const retention: RetentionRow[] = await runBatchProtocol(model, editor, items, {
       batchSize,
       sequential,
-      onRecord: async (r: RecordResult) => {
-        results.push(toJsonLine(r));
-        await Deno.writeTextFile(`${out}/${RUN_FILES.results}`, toJsonLine(r) + "\n", {
-          append: true,
-          create: true,
-        });
+      done,
+      doneRetention,
+      loadApplied: (r) => loadApplied(out, r, model),
+      onRecord: async (r: RecordResult, applied, batchFirst) => {
+        if (sequential) {
+          // the batch's deltas first (atomic, once per batch), then the lines that refer to them
+          const rel = written.has(batchFirst) ? null : await saveApplied(out, batchFirst, applied);
+          written.add(batchFirst);
+          r.appliedFile = rel ?? `${APPLIED_DIR}/${String(batchFirst).padStart(6, "0")}.safetensors`;
+        }
+        await appendLine(resultsPath, r);
       },
-      onFinal: (f) => void finals.push(toJsonLine(f)),
+      onFinal: (f) => void finals.push(f),
+      onRetention: async (row) => {
+        // the last row comes after every final result: final.jsonl is complete before the row is saved
+        if (finals.length) {
+          await writeFileAtomic(finalPath, finals.map((f) => toJsonLine(f) + "\n").join(""));
+        }
+        await appendLine(retentionPath, row);
+      },
       onProgress: (done, total, last) => {
         if (v.quiet || !done) return;
         console.error(`batch ${done}/${total}${last ? ` (${last.timings.total.toFixed(1)} s)` : ""}`);
       },
     });
-    if (sequential) await writeFileAtomic(`${out}/${RUN_FILES.final}`, finals.map((l) => l + "\n").join(""));
     await writeFileAtomic(
       `${out}/retention.json`,
       JSON.stringify({ batchSize, rows: retention }, null, 2) + "\n",

@@ -14,14 +14,7 @@ import { applyOverrides, loadHparams, type RomeHparams } from "../edit/hparams.t
 import { autoLayerText, resolveAutoLayer } from "../edit/trace.ts";
 import { RomeEditor } from "../edit/rome.ts";
 import { DATASET_FORMATS, type DatasetFormat, type EvalRecord, loadDataset } from "../eval/datasets/mod.ts";
-import {
-  DEFAULT_FLUENCY,
-  type FinalResult,
-  type FluencyOptions,
-  type IndexedRecord,
-  type RecordResult,
-  runProtocol,
-} from "../eval/protocol.ts";
+import { DEFAULT_FLUENCY, type FluencyOptions, type IndexedRecord, runProtocol } from "../eval/protocol.ts";
 import {
   buildSummary,
   readJsonl,
@@ -34,10 +27,17 @@ import {
   runLabel,
   summaryJson,
   toJsonLine,
-  uniqueByIndex,
 } from "../eval/report.ts";
 import { checkWritable, type DirLock, lockDir, sha256Hex, writeFileAtomic } from "../util/fs.ts";
-import { readEdits, writeEditsFile } from "../edit/edits_io.ts";
+import {
+  appendLine,
+  describeMismatch,
+  loadApplied,
+  openRun,
+  readInfo,
+  runKey,
+  saveApplied,
+} from "./run_dir.ts";
 import { intFlag, parseFlags, parseSet, required, UsageError } from "./args.ts";
 import { profiled } from "./profile.ts";
 import { statsFor } from "./edit.ts";
@@ -89,36 +89,6 @@ function splitList(v: unknown): string[] {
   return typeof v === "string" ? v.split(",").map((s) => s.trim()).filter(Boolean) : [];
 }
 
-async function readInfo(dir: string): Promise<RunInfo | null> {
-  try {
-    return JSON.parse(await Deno.readTextFile(`${dir}/${RUN_FILES.run}`)) as RunInfo;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw new Error(`${dir}/${RUN_FILES.run}: ${(e as Error).message}`);
-  }
-}
-
-/** The fields whose equality makes two runs' results comparable record by record. */
-function keyFields(i: Omit<RunInfo, "key" | "created" | "limit" | "shard" | "records" | "mergedFrom">) {
-  return {
-    hparamsValues: i.hparamsValues,
-    fingerprint: i.fingerprint,
-    dataSha256: i.dataSha256,
-    format: i.format,
-    precision: i.precision,
-    protocol: i.protocol,
-    update: i.update,
-    stats: i.stats,
-    fluency: i.fluency,
-  };
-}
-
-function describeMismatch(a: RunInfo, b: RunInfo): string {
-  const fa = keyFields(a) as Record<string, unknown>, fb = keyFields(b) as Record<string, unknown>;
-  const diff = Object.keys(fa).filter((k) => JSON.stringify(fa[k]) !== JSON.stringify(fb[k]));
-  return diff.map((k) => k === "hparamsValues" ? "hparams" : k).join(", ") || "settings";
-}
-
 /** Run directories among `dir`'s immediate subdirectories. */
 async function subRuns(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -158,23 +128,6 @@ async function comparisons(out: string, list: string[], withSubRuns = true): Pro
     runs.push(await readRunDir(d));
   }
   return runs;
-}
-
-/** Subdirectory of a sequential run's per-record edits files. */
-const APPLIED_DIR = "applied";
-
-async function appendLine(path: string, value: unknown): Promise<void> {
-  await Deno.writeTextFile(path, toJsonLine(value) + "\n", { append: true, create: true });
-}
-
-/** Reads a JSON Lines file of a run and cuts off a torn last line (so the next append starts clean). */
-async function readAndRepair(path: string): Promise<unknown[]> {
-  const c = await readJsonl(path);
-  if (c.partial) {
-    await Deno.truncate(path, c.validBytes);
-    console.error(`${path}: dropped an incomplete last line (the previous run was cut off while writing it)`);
-  }
-  return c.values;
 }
 
 /** Runs the command (or its `merge` / `report` subcommands). */
@@ -271,7 +224,6 @@ export async function evalCommand(args: string[]): Promise<void> {
     stats = await statsFor(model, hp, { stats: v.stats as string, corpus: v.corpus as string });
     editor = new RomeEditor(model, hp, { stats });
     lock = await lockDir(out, `keg eval --out ${out}`);
-    const existing = await readInfo(out);
     const statsLabel = !hp.mom2Adjustment
       ? "identity (mom2_adjustment false)"
       : v.stats
@@ -294,54 +246,17 @@ export async function evalCommand(args: string[]): Promise<void> {
     };
     const info: RunInfo = {
       ...base,
-      key: (await sha256Hex(JSON.stringify(keyFields(base)))).slice(0, 32),
+      key: await runKey(base),
       limit,
       shard,
       records: items.length,
       created: new Date().toISOString(),
     };
-    if (existing) {
-      if (existing.key !== info.key) {
-        throw new Error(
-          `${out} holds a run with other settings (${describeMismatch(existing, info)} differ); ` +
-            `use another --out, or delete ${out} to start over`,
-        );
-      }
-      if (JSON.stringify(existing.shard) !== JSON.stringify(info.shard)) {
-        throw new Error(
-          `${out} holds shard ${JSON.stringify(existing.shard)}, not ${
-            JSON.stringify(info.shard)
-          }; use another --out`,
-        );
-      }
-    }
-    await Deno.mkdir(out, { recursive: true });
-    await writeFileAtomic(`${out}/${RUN_FILES.run}`, JSON.stringify(info, null, 2) + "\n");
-
-    const resultsPath = `${out}/${RUN_FILES.results}`, finalPath = `${out}/${RUN_FILES.final}`;
-    const byIndex = new Map(items.map((it) => [it.index, it.record]));
-    const done = new Map<number, RecordResult>();
-    for (const r of uniqueByIndex(await readAndRepair(resultsPath) as RecordResult[])) {
-      const rec = byIndex.get(r.index);
-      if (!rec) continue; // outside this selection (another --limit): kept, not summarised
-      if (rec.caseId !== r.caseId) {
-        throw new Error(
-          `${resultsPath}: record ${r.index} has case ${r.caseId} but the dataset's record ${r.index} is case ` +
-            `${rec.caseId}: the results belong to another dataset; use another --out`,
-        );
-      }
-      done.set(r.index, r);
-    }
-    const doneFinal = new Map<number, FinalResult>();
-    if (sequential) {
-      for (const f of await readAndRepair(finalPath) as FinalResult[]) {
-        if (f.editsApplied === items.length && byIndex.has(f.index)) doneFinal.set(f.index, f);
-      }
-    }
+    const { resultsPath, finalPath, done, doneFinal } = await openRun(out, info, items, {
+      sequential,
+      quiet,
+    });
     const pending = items.length - done.size;
-    if (done.size && !quiet) {
-      console.error(`${out}: resuming, ${done.size} of ${items.length} records already done`);
-    }
 
     if (pending > 0 || (sequential && doneFinal.size < items.length)) {
       const bars: Partial<Record<string, Progress>> = {};
@@ -355,23 +270,11 @@ export async function evalCommand(args: string[]): Promise<void> {
             done,
             doneFinal,
             onRecord: async (r, applied) => {
-              if (sequential) {
-                // the edits file first (atomic), then the line that refers to it: a kill in between only
-                // leaves a file that the rerun overwrites
-                r.appliedFile = `${APPLIED_DIR}/${String(r.index).padStart(6, "0")}.safetensors`;
-                await Deno.mkdir(`${out}/${APPLIED_DIR}`, { recursive: true });
-                await writeEditsFile(`${out}/${r.appliedFile}`, applied);
-              }
+              // the edits file first (atomic), then the line that refers to it
+              if (sequential) r.appliedFile = await saveApplied(out, r.index, applied);
               await appendLine(resultsPath, r);
             },
-            loadApplied: async (r) => {
-              if (!r.appliedFile) {
-                throw new Error(
-                  `${resultsPath}: record ${r.index} has no appliedFile; the run cannot resume`,
-                );
-              }
-              return await readEdits(`${out}/${r.appliedFile}`, model);
-            },
+            loadApplied: (r) => loadApplied(out, r, model),
             onFinal: (f) => appendLine(finalPath, f),
             onProgress: (stage, n, total, last) => {
               if (quiet) return;

@@ -201,17 +201,7 @@ export class MemitEditor {
     const t0 = now();
     const groups = await this.templates();
     const flat = groups.flat();
-    if (hp.algName === "AlphaEdit" && !this.history.length) {
-      // an empty null space everywhere is an error before any work; per layer it is a warning
-      const ranks = new Map<number, number>();
-      for (const l of hp.layers) ranks.set(l, (await this.nullSpace(l)).rank);
-      this.#nullWarnings = checkNullRanks(
-        ranks,
-        this.model.config.intermediateSize,
-        hp.nullspaceThreshold,
-        hp.source,
-      );
-    }
+    if (hp.algName === "AlphaEdit" && !this.history.length) await this.#checkNullSpaces();
     const t1 = now();
     const factToken = parseFactToken(base.factToken, `${hp.source}: fact_token`);
     const zLayer = hp.layers[hp.layers.length - 1];
@@ -328,13 +318,7 @@ export class MemitEditor {
       throw e;
     }
     this.history.push(...applied);
-    if (hp.algName === "AlphaEdit") {
-      for (const l of hp.layers) {
-        const after = await batchKeys(net, tok, requests, groups, l, factToken);
-        const ns = await this.nullSpace(l);
-        this.#cache.set(l, await updateCache(ns.u0, this.#cache.get(l) ?? null, after.K, B));
-      }
-    }
+    await this.#cacheKeys(requests);
     const t3 = now();
     const result: MemitBatchResult = {
       requests,
@@ -347,6 +331,53 @@ export class MemitEditor {
     };
     this.reports.push(result);
     return result;
+  }
+
+  /** AlphaEdit: an empty null space at every layer is an error before any work; at one layer a warning. */
+  async #checkNullSpaces(): Promise<void> {
+    const ranks = new Map<number, number>();
+    for (const l of this.hp.layers) ranks.set(l, (await this.nullSpace(l)).rank);
+    this.#nullWarnings = checkNullRanks(
+      ranks,
+      this.model.config.intermediateSize,
+      this.hp.nullspaceThreshold,
+      this.hp.source,
+    );
+  }
+
+  /** AlphaEdit, after a batch: its keys recomputed on the edited model join the cache of preserved keys. */
+  async #cacheKeys(requests: EditRequest[]): Promise<void> {
+    if (this.hp.algName !== "AlphaEdit") return;
+    const groups = await this.templates();
+    const factToken = parseFactToken(this.hp.base.factToken, `${this.hp.source}: fact_token`);
+    for (const l of this.hp.layers) {
+      const after = await batchKeys(this.model.net, this.#tok(), requests, groups, l, factToken);
+      const ns = await this.nullSpace(l);
+      this.#cache.set(l, await updateCache(ns.u0, this.#cache.get(l) ?? null, after.K, requests.length));
+    }
+  }
+
+  /**
+   * Re-applies saved batches in their order (a resumed sequential run's, from {@link history} entries
+   * saved with lib/edit/edits_io.ts): each entry's factors are added exactly as {@link editBatch} added
+   * them (same kernel, same order, so the weights are bit-identical), and AlphaEdit's key cache is rebuilt
+   * as editBatch builds it: after each batch, that batch's keys recomputed on the edited model.
+   */
+  async adopt(entries: readonly AppliedEdit[], where = "edits"): Promise<void> {
+    if (this.hp.algName === "AlphaEdit" && !this.history.length) await this.#checkNullSpaces();
+    const method = this.hp.algName === "MEMIT" ? "memit" : "alphaedit";
+    for (let i = 0; i < entries.length;) {
+      const batch = entries.filter((e) => e.batch === entries[i].batch);
+      const last = this.history.at(-1)?.batch ?? -1;
+      for (const e of batch) {
+        if (e.method !== method) throw new Error(`${where}: a ${e.method} edit cannot join a ${method} run`);
+        if (e.batch <= last) throw new Error(`${where}: batch ${e.batch} is not after batch ${last}`);
+        await applyEdit(this.model, e, 1, where);
+        this.history.push(e);
+      }
+      await this.#cacheKeys(batch[0].requests);
+      i += batch.length;
+    }
   }
 
   /** Puts the checkpoint's values back into the weights `touched` uses and reapplies the history there. */

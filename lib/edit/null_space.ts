@@ -9,7 +9,7 @@ import { eigenReference } from "../ops/eigen_host.ts";
 import { openSafetensors, type TensorToWrite, writeSafetensors } from "../model/safetensors.ts";
 import { cacheDir, sha256Hex } from "../util/fs.ts";
 import type { Stats } from "./covariance.ts";
-import { type EigenOptions, selectColumns, symmetricEigen } from "../ops/eigen.ts";
+import { type EigenOptions, type EigenResult, selectColumns, symmetricEigen } from "../ops/eigen.ts";
 
 /** The null-space basis of one layer. */
 export interface NullSpace {
@@ -32,6 +32,8 @@ export interface NullSpaceOptions extends EigenOptions {
    * refinement separates them against C itself in f64 (cost 2·d²·k for k vectors in the window).
    */
   refine?: boolean;
+  /** A decomposition of C already computed by symmetricEigen (its vectors are consumed): not redone. */
+  eigen?: EigenResult;
 }
 
 /**
@@ -44,7 +46,7 @@ export async function nullSpaceOf(
   opts: NullSpaceOptions = {},
 ): Promise<NullSpace> {
   if (!(threshold > 0)) throw new Error(`nullspace_threshold must be > 0, got ${threshold}`);
-  const eig = await symmetricEigen(c, opts);
+  const eig = opts.eigen ?? await symmetricEigen(c, opts);
   const d = eig.values.length;
   const values = eig.values;
   let lo = 0;

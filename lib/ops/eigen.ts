@@ -3,7 +3,8 @@
  * relative skip criterion, m/2 rotations per round, m − 1 rounds per sweep, until a sweep rotates nothing
  * (or `maxSweeps`). One sweep is 2(m − 1) dispatches recorded in one go; the rotation count is read back
  * once per sweep. Cost per sweep ≈ 3n³ multiply-adds (rows, columns, V). The n×n matrix must fit one
- * storage binding (n ≤ 5792 at lavapipe's 128 MiB; n = 14,336 needs 822 MB bindings, as GPUs give).
+ * storage binding (n ≤ 5792 at lavapipe's 128 MiB; n = 14,336 needs 822 MB bindings, as GPUs give);
+ * {@link checkEigenFits} is the check and its error names the limit and the fix.
  * @module
  */
 import { GpuError } from "../gpu/errors.ts";
@@ -32,6 +33,27 @@ export interface EigenResult {
   converged: boolean;
 }
 
+/**
+ * Throws a GpuError naming the limit and the fix when an n×n f32 matrix does not fit one storage binding
+ * of `maxBindingBytes` (keg's cap: the device's maxStorageBufferBindingSize, `limit`, and maxBufferSize).
+ * n = 14,336 (Llama-3-8B / Mistral d_ff) needs 822 MB: GPUs allow ≥ 1 GiB, lavapipe 128 MiB (n ≤ 5,792).
+ */
+export function checkEigenFits(maxBindingBytes: number, n: number, limit = maxBindingBytes): void {
+  const need = n * n * 4;
+  if (need <= maxBindingBytes) return;
+  throw new GpuError(
+    "symmetricEigen",
+    `C [${n}, ${n}] needs ${need} bytes (${
+      (need / 2 ** 20).toFixed(0)
+    } MiB) in one storage binding, but this ` +
+      `device allows ${maxBindingBytes} (maxStorageBufferBindingSize ${limit}; at most n = ${
+        Math.floor(Math.sqrt(maxBindingBytes / 4))
+      }). Fix: run on an adapter whose maxStorageBufferBindingSize is ≥ ${need} bytes (GPUs give ≥ 1 GiB; ` +
+      `lavapipe 128 MiB), or, for AlphaEdit's null space, put that layer on such a device (--devices), or ` +
+      `use MEMIT (no eigen-decomposition)`,
+  );
+}
+
 function params(n: number, m: number, round: number, tol: number): Uint32Array {
   return words(n, m, round, 0, { f: tol }, 0, 0, 0);
 }
@@ -48,13 +70,8 @@ export async function symmetricEigen(c: Tensor, opts: EigenOptions = {}): Promis
     throw new GpuError(op, `C must be square [n, n], got [${c.shape}]`);
   }
   const n = c.shape[0];
-  if (n * n * 4 > gpu.maxBindingBytes || c.chunks.length > 1) {
-    throw new GpuError(
-      op,
-      `C [${n}, ${n}] needs ${n * n * 4} bytes in one binding; this adapter allows ${gpu.maxBindingBytes} ` +
-        `(at most n = ${Math.floor(Math.sqrt(gpu.maxBindingBytes / 4))})`,
-    );
-  }
+  checkEigenFits(gpu.maxBindingBytes, n, gpu.report.maxStorageBufferBindingSize);
+  if (c.chunks.length > 1) throw new GpuError(op, `C [${n}, ${n}] is chunked; it must be one buffer`);
   const bad = await countNonFinite(c);
   if (bad) throw new GpuError(op, `C holds ${bad} non-finite values`);
   const tol = opts.tol ?? 4 * F32_EPS;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
-import { symmetricEigen } from "../../lib/ops/eigen.ts";
+import { checkEigenFits, symmetricEigen } from "../../lib/ops/eigen.ts";
 import { eigenReference } from "../../lib/ops/eigen_host.ts";
 import { randArray, testGpu } from "../_util.ts";
 
@@ -80,6 +80,30 @@ Deno.test("symmetricEigen rejects non-square, f16 and non-finite input, and matr
   nan.dispose();
   const small = await testGpu({ maxBindingBytes: 1024 });
   const big = Tensor.from(small, new Float32Array(32 * 32), [32, 32], "f32");
-  await assert.rejects(() => symmetricEigen(big), /one binding/);
+  await assert.rejects(() => symmetricEigen(big), /one storage binding/);
   big.dispose();
+});
+
+Deno.test("symmetricEigen's binding limit: n² · 4 bytes = the cap works, one more row is refused naming the fix", async () => {
+  // a device capped at 16·16·4 bytes per binding (as lavapipe's 128 MiB caps n at 5,792)
+  const small = await testGpu({ maxBindingBytes: 16 * 16 * 4 });
+  const a = spd(16, 20, 9, 0.1);
+  const fits = Tensor.from(small, Float32Array.from(a), [16, 16], "f32");
+  const r = await symmetricEigen(fits);
+  const ref = eigenReference(Float32Array.from(a), 16);
+  r.values.forEach((l, i) => assert.ok(Math.abs(l - ref.values[i]) <= 1e-5 * ref.values[15]));
+  fits.dispose(), r.vectors.dispose();
+  const over = Tensor.from(small, new Float32Array(17 * 17), [17, 17], "f32");
+  await assert.rejects(
+    () => symmetricEigen(over),
+    (e: Error) =>
+      /needs 1156 bytes/.test(e.message) && /allows 1024/.test(e.message) &&
+      /at most n = 16/.test(e.message) &&
+      /maxStorageBufferBindingSize/.test(e.message) && /Fix: .*≥ 1156 bytes/.test(e.message),
+  );
+  over.dispose();
+  // d_ff = 14,336 (Llama-3-8B, Mistral): 822 MB fits a GPU's ≥ 1 GiB binding, not lavapipe's 128 MiB
+  assert.doesNotThrow(() => checkEigenFits(2 ** 30, 14336));
+  assert.throws(() => checkEigenFits(2 ** 27, 14336), /needs 822083584 bytes .*at most n = 5792/);
+  assert.doesNotThrow(() => checkEigenFits(2 ** 27, 5792));
 });
