@@ -28,6 +28,17 @@ export function texelKernels(gpu: Gpu, enabled?: boolean): boolean {
   return gpu.isCpuAdapter && !texelOff.has(gpu);
 }
 
+/**
+ * Sets the bytes of workspace textures a device keeps before one role's textures are released (tests use a
+ * small budget to exercise the release); returns the previous budget.
+ */
+export function texelWorkspaceBudget(gpu: Gpu, bytes: number): number {
+  const ws = workspace(gpu);
+  const before = ws.budget;
+  ws.budget = bytes;
+  return before;
+}
+
 /** Texels of one packed operand slice at most (4 Mi texels = 64 MiB of rgba32float). */
 export const TEXEL_SLICE_TEXELS = 1 << 22;
 /** Bytes of workspace textures kept per device before they are all released. */
@@ -36,6 +47,8 @@ export const TEXEL_WORKSPACE_BYTES = 256 << 20;
 interface Workspace {
   textures: Map<string, { tex: GPUTexture; view: GPUTextureView; bytes: number }>;
   bytes: number;
+  /** Bytes kept before the role's textures are released (default {@link TEXEL_WORKSPACE_BYTES}). */
+  budget: number;
   /** Bound as the bias when there is none, and as the quad view of C when C cannot have one. */
   placeholder: GPUBuffer;
   placeholderQuads: GPUBuffer;
@@ -54,6 +67,7 @@ function workspace(gpu: Gpu): Workspace {
     ws = {
       textures: new Map(),
       bytes: 0,
+      budget: TEXEL_WORKSPACE_BYTES,
       placeholder: gpu.createStorage(16, "matmul texel placeholder"),
       placeholderQuads: gpu.createStorage(16, "matmul texel placeholder (quads)"),
     };
@@ -72,12 +86,16 @@ function workspaceTexture(gpu: Gpu, role: "A" | "B", w: number, h: number): GPUT
   if (!e) {
     const bytes = bw * bh * 16;
     // (not while a capture may replay products that read them: the workspace then grows instead)
-    if (ws.bytes + bytes > TEXEL_WORKSPACE_BYTES && ws.textures.size && !gpu.capturing) {
-      // recorded work may still read the old textures: submit it before they go
+    if (ws.bytes + bytes > ws.budget && ws.textures.size && !gpu.capturing) {
+      // recorded work may still read the old textures: submit it before they go. Only this role's go:
+      // the product being recorded may already have packed the other role's operand (it reads it next).
       gpu.flush();
-      for (const old of ws.textures.values()) old.tex.destroy();
-      ws.textures.clear();
-      ws.bytes = 0;
+      for (const [k, old] of ws.textures) {
+        if (!k.startsWith(`${role}:`)) continue;
+        old.tex.destroy();
+        ws.textures.delete(k);
+        ws.bytes -= old.bytes;
+      }
     }
     const tex = gpu.device.createTexture({
       label: `matmul texel workspace ${key}`,
