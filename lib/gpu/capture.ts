@@ -28,6 +28,8 @@ export class CaptureRecorder {
   readonly staging: GPUBuffer[] = [];
   /** Every buffer a recorded command touches. */
   readonly touched: Set<GPUBuffer> = new Set();
+  /** Touched buffers released while recording that the pool did not keep (the capture will own them). */
+  readonly released: Set<GPUBuffer> = new Set();
   /** Cache keys of the bind groups the commands use. */
   readonly groups: Set<string> = new Set();
 

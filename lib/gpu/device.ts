@@ -312,6 +312,12 @@ export class Gpu {
       this.#pooledBytes += size;
       return;
     }
+    if (this.#capture?.touched.has(buf)) {
+      // the capture being recorded uses it: it must outlive the recording (endCapture makes it the
+      // capture's), or every replay would read a destroyed buffer (seen once the pool was full)
+      this.#capture.released.add(buf);
+      return;
+    }
     this.#liveBytes -= size;
     this.#forgetBuffer(buf);
     this.#transient.push(buf);
@@ -501,6 +507,7 @@ export class Gpu {
       const e = this.#groups.get(k);
       if (e) e.pins++, cap.groups.push(k);
     }
+    for (const b of rec.released) cap.owned.add(b);
     for (const b of rec.touched) {
       this.#pinned.set(b, cap);
       const list = this.#pool.get(b.size);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { GpuError, Tensor } from "../../lib/gpu/mod.ts";
 import { axpy, cast, scale } from "../../lib/ops/elementwise.ts";
-import { addToRows } from "../../lib/ops/embedding.ts";
+import { addToRows, sumRows } from "../../lib/ops/embedding.ts";
 import { testGpu } from "../_util.ts";
 
 Deno.test("capture/replay: replayed work equals the recorded work, writes included; nothing is allocated", async () => {
@@ -83,4 +83,33 @@ Deno.test("engine: many dispatches share a pass and bind groups are cached; writ
   assert.equal(c.groupMisses <= 2, true, `bind groups created: ${c.groupMisses}`);
   assert.equal(c.submits, 0, "no submit before the readback");
   y.dispose(), x.dispose();
+});
+
+// A temporary too large for the buffer pool (> 64 MiB), allocated and released while the step is being
+// captured: the capture must keep it, or every replay reads a destroyed buffer (what happened to v*'s
+// capture once statistics had filled the pool in the same process).
+Deno.test("capture/replay: a large temporary released while recording stays alive for the replays", async () => {
+  const gpu = await testGpu();
+  const rows = 262_144, d = 65; // 68 MB of f32
+  const x = Tensor.from(gpu, new Float32Array(rows * d).fill(0.5), [rows, d], "f32");
+  const y = Tensor.from(gpu, new Float32Array(d), [d], "f32");
+  const step = async () => {
+    const t = await cast(x, "f32"); // the large temporary
+    const g = await sumRows(t, Uint32Array.of(0, rows - 1));
+    t.dispose();
+    await axpy(y, 1, g);
+    g.dispose();
+  };
+  await step();
+  gpu.beginCapture();
+  await step();
+  const cap = gpu.endCapture();
+  await gpu.sync(); // (the released temporary would be destroyed here)
+  for (let i = 0; i < 2; i++) {
+    cap.replay();
+    await gpu.sync();
+  }
+  assert.deepEqual([...await y.read()], new Array(d).fill(4), "four steps of 0.5 + 0.5");
+  cap.dispose();
+  x.dispose(), y.dispose();
 });
