@@ -62,7 +62,7 @@ step "adapter" 30 "$deno_bin" eval 'const a = await navigator.gpu.requestAdapter
     maxStorageBufferBindingSize: a?.limits.maxStorageBufferBindingSize, maxBufferSize: a?.limits.maxBufferSize }))'
 step "selfcheck" 60 "$deno_bin" run -A lib/cli/main.ts selfcheck
 step "dispatch bench" 60 env "${sizes[@]}" "$deno_bin" bench -A bench/dispatch_bench.ts
-step "kernels bench" 75 env "${sizes[@]}" "$deno_bin" bench -A bench/kernels_bench.ts
+step "kernels bench" 150 env "${sizes[@]}" "$deno_bin" bench -A bench/kernels_bench.ts
 step "linalg bench" 75 env "${sizes[@]}" "$deno_bin" bench -A bench/linalg_bench.ts
 if [ -n "$py" ] && "$py" -c "import torch, transformers" 2>/dev/null; then
   hfdir=$(mktemp -d)
