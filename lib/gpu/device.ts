@@ -106,6 +106,14 @@ const STAGING_MAX_WRITE = 4 << 20;
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
+/** The invocation-wide loop cap of llvmpipe (LP_MAX_TGSI_LOOP_ITERATIONS). */
+export const LLVMPIPE_LOOP_LIMIT = 65535;
+
+/** Whether an adapter description names llvmpipe / lavapipe (whose loops stop at {@link LLVMPIPE_LOOP_LIMIT}). */
+export function hasLoopLimit(description: string): boolean {
+  return /llvmpipe|lavapipe/i.test(description);
+}
+
 /** One WebGPU device with keg's helpers. */
 export class Gpu {
   /** The underlying WebGPU device. */
@@ -220,6 +228,15 @@ export class Gpu {
     const out: Gpu[] = [];
     for (let i = 0; i < n; i++) out.push(await Gpu.open({ ...opts, label: `gpu${i}` }));
     return out;
+  }
+
+  /**
+   * Loop iterations one shader invocation may run: llvmpipe stops all of an invocation's loops after
+   * {@link LLVMPIPE_LOOP_LIMIT} back-edges, silently, so kernels there keep under 90 % of it; unbounded
+   * elsewhere.
+   */
+  get loopBudget(): number {
+    return hasLoopLimit(this.report.description) ? Math.floor(0.9 * LLVMPIPE_LOOP_LIMIT) : Infinity;
   }
 
   /** Whether the adapter runs shaders on the CPU (lavapipe/llvmpipe, SwiftShader, WARP, a fallback adapter). */

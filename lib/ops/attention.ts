@@ -27,17 +27,12 @@
  * back).
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
+import { type Gpu, LLVMPIPE_LOOP_LIMIT } from "../gpu/device.ts";
 import { type DType, dtypeBytes } from "../gpu/dtype.ts";
 import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { chunkOf, grid1d, rowRuns, words } from "./_chunks.ts";
-import {
-  attentionLoopIterations,
-  hasLoopLimit,
-  LLVMPIPE_LOOP_LIMIT,
-  type LoopShape,
-} from "./attention_budget.ts";
+import { attentionLoopIterations, type LoopShape } from "./attention_budget.ts";
 import { packTexels, texelKernels } from "./matmul_texel.ts";
 
 /** Largest head_dim the kernels support. */
@@ -163,9 +158,9 @@ function isCount(n: number, min: number): boolean {
  */
 function chooseDesign(op: string, gpu: Gpu, kernel: AttentionKernel, s: LoopShape): boolean {
   const row = kernel === "row" || (kernel === "auto" && gpu.isCpuAdapter);
-  if (!hasLoopLimit(gpu.report.description)) return row;
+  const cap = gpu.loopBudget;
+  if (cap === Infinity) return row;
   const pass = op === "attention" ? "forward" : "backward";
-  const cap = Math.floor(0.9 * LLVMPIPE_LOOP_LIMIT);
   const need = (r: boolean) => attentionLoopIterations(s, r ? "row" : "tiled", pass);
   if (row && kernel === "auto" && need(true) > cap && need(false) <= cap) return false;
   if (need(row) > cap) {

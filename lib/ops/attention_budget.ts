@@ -14,8 +14,7 @@
  */
 import type { AttentionTiles } from "./attention.ts";
 
-/** The invocation-wide loop cap of llvmpipe (LP_MAX_TGSI_LOOP_ITERATIONS). */
-export const LLVMPIPE_LOOP_LIMIT = 65535;
+export { hasLoopLimit, LLVMPIPE_LOOP_LIMIT } from "../gpu/device.ts";
 
 /** What the estimates read of an attention call. */
 export interface LoopShape {
@@ -77,9 +76,4 @@ export function attentionLoopIterations(
     s.group * ceil(queriesSeen(s, BT) / BT) * (1 + 3 * load + 2 * hd + 2 * bacc * (BT + 1)) +
     bacc;
   return Math.max(fwd, dq, dkdv, hd);
-}
-
-/** Whether an adapter description names llvmpipe / lavapipe. */
-export function hasLoopLimit(description: string): boolean {
-  return /llvmpipe|lavapipe/i.test(description);
 }

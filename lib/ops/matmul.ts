@@ -15,7 +15,6 @@ import { GpuError } from "../gpu/errors.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { chunkOf, chunkStarts, grid1d, intervals, rowSegments, words } from "./_chunks.ts";
 import { gemmRows, ROWS_PER_THREAD, rowsCaps } from "./matmul_rows.ts";
-import { hasLoopLimit, LLVMPIPE_LOOP_LIMIT } from "./attention_budget.ts";
 import { gemmTexel, texelCaps, texelKernels } from "./matmul_texel.ts";
 
 /**
@@ -159,8 +158,7 @@ function pickKernel(gpu: Gpu, m: number, n: number, k: number, batched: boolean)
  * head's backward), so there a longer K runs as pieces summed in f32; the vec4 kernels step 4 at a time.
  */
 function loopSafeK(gpu: Gpu, kernel: MatmulKernel): number {
-  if (!hasLoopLimit(gpu.report.description)) return Infinity;
-  const cap = Math.floor(0.9 * LLVMPIPE_LOOP_LIMIT);
+  const cap = gpu.loopBudget;
   return kernel === "tiled" || kernel === "naive" ? cap : 4 * cap;
 }
 
