@@ -6,7 +6,8 @@
  * (n of n³) and KEG_BENCH_GEMV ("rows,cols"), a subset via KEG_BENCH_ONLY (a regex on kernel and group).
  *
  * Before the `deno bench` rows, a table goes to stderr with each case's rate (GFLOP/s or GB/s of weight
- * read, best of a few runs, each waiting for the GPU), best and mean times, the ratio to its group's
+ * read, best of a few runs, each a batch of calls and one wait for the GPU: see {@link KernelCase.batch}),
+ * best and mean times per call, the ratio to its group's
  * baseline measured in the same run, and its max error against an f64 reference of the unrounded f32
  * data, so the precision cost of f16 storage shows beside its speed.
  *
@@ -54,6 +55,13 @@ export interface KernelCase {
   /** deno bench iterations (default 10) and timed runs for the table (default 3). */
   n?: number;
   reps?: number;
+  /**
+   * Calls per timed run of the table (default 1), all recorded before the run's one wait; the row shows
+   * time per call. `auto`: enough calls for about 250 ms per run (2 … 20). Deno's GPU wait adds a blocking
+   * poll and a ≈10 ms sleep, so a single call's wall time overstates a kernel that keg pipelines with
+   * others (the `deno bench` rows keep one call + wait per iteration: latency, not throughput).
+   */
+  batch?: number | "auto";
 }
 
 /** One line of the table. */
@@ -87,29 +95,37 @@ export async function bestMs(run: () => Promise<unknown>, reps: number): Promise
   return (await timeMs(run, reps)).best;
 }
 
-/** Best and mean wall time in ms of `reps` runs (after one warm-up run), each waiting for the GPU. */
+/**
+ * Best and mean wall time in ms per call of `reps` runs (after one warm-up run), each run `batch` calls
+ * and one wait for the GPU (see {@link KernelCase.batch}).
+ */
 export async function timeMs(
   run: () => Promise<unknown>,
   reps: number,
-): Promise<{ best: number; mean: number }> {
+  batch: number | "auto" = 1,
+): Promise<{ best: number; mean: number; batch: number }> {
+  const w0 = performance.now();
   await run();
   await gpu.sync();
+  const calls = batch === "auto"
+    ? Math.min(20, Math.max(2, Math.ceil(250 / (performance.now() - w0))))
+    : batch;
   let best = Infinity, sum = 0;
   for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
-    await run();
+    for (let j = 0; j < calls; j++) await run();
     await gpu.sync();
-    const t = performance.now() - t0;
+    const t = (performance.now() - t0) / calls;
     best = Math.min(best, t);
     sum += t;
   }
-  return { best, mean: sum / reps };
+  return { best, mean: sum / reps, batch: calls };
 }
 
 /** Times a case and measures its error: one table row. */
 export async function measure(c: KernelCase): Promise<Row> {
   const p = await prepare(c);
-  const { best: ms, mean } = await timeMs(() => p.run(), c.reps ?? 3);
+  const { best: ms, mean } = await timeMs(() => p.run(), c.reps ?? 3, c.batch ?? 1);
   const rate = "flops" in c.work
     ? `${(c.work.flops / ms / 1e6).toFixed(2)} GFLOP/s`
     : `${(c.work.bytes / ms / 1e6).toFixed(2)} GB/s`;
@@ -237,6 +253,7 @@ export function shapeCase(
     baseline: kernel === "direct",
     n: 5,
     reps: 3,
+    batch: "auto",
     setup() {
       const a = rand(m * k, 11), b = rand(k * n, 12);
       const A = Tensor.from(gpu, a, [m, k], ta), B = Tensor.from(gpu, b, transB ? [n, k] : [k, n], tb);
@@ -281,6 +298,7 @@ export function gemvCase(rows: number, cols: number, layout: "out_in" | "in_out"
     baseline: tw === "f32",
     n: 20,
     reps: 5,
+    batch: "auto",
     setup() {
       const w = rand(rows * cols, 21), x = rand(inDim, 22);
       const W = Tensor.from(gpu, w, [rows, cols], tw), X = Tensor.from(gpu, x, [inDim], "f32");

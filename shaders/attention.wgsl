@@ -68,8 +68,9 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> g1: array<f32>;
 // attn_fwd_texel: k and v of the bound run packed as rgba32float texels (lib/ops/matmul_texel.ts packTexels),
 // texel (c, r) = row r of the run, elements 4c .. 4c+3
-@group(0) @binding(11) var kt: texture_2d<f32>;
-@group(0) @binding(12) var vt: texture_2d<f32>;
+// read-only storage textures (a quarter of a sampled textureLoad's cost on lavapipe; see matmul.wgsl)
+@group(0) @binding(11) var kt: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(12) var vt: texture_storage_2d<rgba32float, read>;
 
 // Is key `key` visible to the query at absolute position `p` (given the batch row's kv length)?
 fn visible(key: u32, p: u32, kv_len: u32) -> bool {
@@ -766,7 +767,7 @@ fn attn_fwd_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         let r = i32(row0 + k0 + c);
         var dot = 0.0;
         for (var d4 = 0u; d4 < TEXEL_HD4; d4++) {
-          let kv = textureLoad(kt, vec2<i32>(col0 + i32(d4), r), 0);
+          let kv = textureLoad(kt, vec2<i32>(col0 + i32(d4), r));
           let qq = qv[d4];
           dot += qq.x * kv.x;
           dot += qq.y * kv.y;
@@ -789,7 +790,7 @@ fn attn_fwd_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         if (s[c] > MASKED_TEST) { pr = exp(s[c] - mt); }
         sum += pr;
         let r = i32(row0 + k0 + c);
-        for (var d4 = 0u; d4 < TEXEL_HD4; d4++) { acc[d4] += pr * textureLoad(vt, vec2<i32>(col0 + i32(d4), r), 0); }
+        for (var d4 = 0u; d4 < TEXEL_HD4; d4++) { acc[d4] += pr * textureLoad(vt, vec2<i32>(col0 + i32(d4), r)); }
       }
     }
     l = l * alpha + sum;

@@ -63,8 +63,8 @@ export function attentionTiles(headDim: number): AttentionTiles {
  * Which kernels run attention: `tiled`: workgroups of 64 threads sharing q/k/v tiles in workgroup memory
  * (the GPU design); `row`: one invocation per query (key) row walking its keys (queries) serially, no
  * barriers (CPU adapters such as lavapipe); `texel`: the `row` design whose forward first packs k and v into
- * rgba32float textures (lib/ops/matmul_texel.ts) and reads them with texel fetches (several times cheaper on
- * lavapipe; the backward is `row`'s; falls back to `row` when head_dim % 4 ≠ 0, a row does not fit a texture
+ * rgba32float textures (lib/ops/matmul_texel.ts) and reads them as read-only storage textures (several
+ * times cheaper than storage-buffer reads on lavapipe; the backward is `row`'s; falls back to `row` when head_dim % 4 ≠ 0, a row does not fit a texture
  * or a batch row straddles a chunk boundary); `auto` (default): on CPU adapters `texel` for ≥ 8 queries per
  * batch row while {@link texelKernels} is on, else `row`; `tiled` on other adapters.
  */

@@ -1,9 +1,11 @@
 /**
  * The packed-texture matmul of CPU adapters (`mm_texel` in shaders/matmul.wgsl): each piece of a product
  * first packs its op(A) and op(B) slices into rgba32float textures (`mm_pack`), then runs the
- * register-blocked kernel reading texels. On lavapipe a texel fetch is one vectorised gather per SIMD
- * group while a storage read is a per-lane loop, so the operand reads get several times cheaper for one
- * extra pass over each operand.
+ * register-blocked kernel reading texels. The textures are bound as read-only storage textures: on
+ * lavapipe such a load of a vec4 costs about 7 cycles per SIMD group of 8 lanes, against ≈29 for a sampled
+ * texture's textureLoad and ≈65 for a storage-buffer vec4 (a per-lane loop with bounds checks; measured by
+ * micro-kernels on our 2-core EPYC), so the operand reads get several times cheaper for one extra pass over
+ * each operand (quads when the operand's offset and row stride allow).
  *
  * The textures are a per-device workspace, reused by every product (commands run in order, so a later
  * pack cannot overtake an earlier product's reads). Sizes are bucketed (rows to powers of two, texel
@@ -101,7 +103,7 @@ function workspaceTexture(gpu: Gpu, role: "A" | "B", w: number, h: number): GPUT
       label: `matmul texel workspace ${key}`,
       size: [bw, bh],
       format: "rgba32float",
-      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.TEXTURE_BINDING,
+      usage: GPUTextureUsage.STORAGE_BINDING,
     });
     e = { tex, view: tex.createView(), bytes };
     ws.textures.set(key, e);
@@ -133,19 +135,22 @@ export async function packTexels(
 ): Promise<GPUTextureView> {
   const tw = Math.ceil(s.cols / 4);
   const view = workspaceTexture(gpu, role, tw, s.height);
+  // quads when every row start is a multiple of 4 elements (and the buffer holds at least one quad)
+  const vec = s.off % 4 === 0 && s.ld % 4 === 0 && s.buf.size >= 4 * dtypeBytes(s.dtype);
   const pipe = await gpu.pipeline({
     family: "matmul",
     entry: "mm_pack",
     types: { TA: s.dtype, TB: s.dtype, TC: "f32", TBIAS: "f32" },
-    constants: { TRANS_A: +s.trans },
+    constants: { TRANS_A: +s.trans, VEC_A: +vec },
   });
   const u = words(s.rows, s.cols, s.height, s.off, s.ld, 0, 0, 0, 0, 0, 0, 0, 0, { f: 1 }, 0, 0, 0, 0, 0, 0);
   const none = null;
+  const rowsPerThread = vec && s.trans ? 4 : 1;
   gpu.dispatch(
     `${op}(mm_pack)`,
     pipe,
-    [s.buf, none, none, none, none, none, none, none, view],
-    [Math.ceil(tw / 8), Math.ceil(s.height / 8)],
+    [s.buf, vec ? s.buf : workspace(gpu).placeholderQuads, none, none, none, none, none, none, view],
+    [Math.ceil(tw / 8), Math.ceil(s.height / rowsPerThread / 8)],
     u,
   );
   return view;
