@@ -400,7 +400,8 @@ fn b_tex(k: u32, n: u32) -> mat4x4<f32> {
 }
 
 // Packs rows [0, p.k) of op(X) (X = binding A, [p.m rows valid] × [p.n columns], element (r, c) at
-// a_off + r·lda + c, or a_off + c·lda + r with TRANS_A) into `packed`. Scalar reads (any offset and
+// a_off + r·lda + c, or a_off + c·lda + r with TRANS_A) into `packed`, row r at texture row c_off + r
+// (c_off > 0 with m = 0: zero rows below a slice the host copied in). Scalar reads (any offset and
 // stride): one texel per thread, dispatch (ceil(ceil(p.n/4)/8), ceil(p.k/8)). With VEC_A (a_off and lda
 // multiples of 4) whole quads are read, a quarter of the storage reads (each a per-lane loop on lavapipe):
 // untransposed one quad per texel as above; transposed, a thread reads four quads of X (rows 4t … 4t+3,
@@ -431,7 +432,7 @@ fn mm_pack(@builtin(global_invocation_id) g: vec3<u32>) {
       ));
     }
     for (var j = 0u; j < min(4u, p.k - r); j++) {
-      textureStore(packed, vec2<i32>(i32(t), i32(r + j)), select(z, q[j], r + j < p.m));
+      textureStore(packed, vec2<i32>(i32(t), i32(p.c_off + r + j)), select(z, q[j], r + j < p.m));
     }
     return;
   }
@@ -456,7 +457,7 @@ fn mm_pack(@builtin(global_invocation_id) g: vec3<u32>) {
       }
     }
   }
-  textureStore(packed, vec2<i32>(i32(t), i32(r)), v);
+  textureStore(packed, vec2<i32>(i32(t), i32(p.c_off + r)), v);
 }
 
 // The mm_direct blocking (32×16 per thread, workgroup 8×4, one workgroup per 128×128 tile of C) over

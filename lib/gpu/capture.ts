@@ -19,7 +19,17 @@ export type CapturedCommand =
     z: number;
   }
   | { kind: "copy"; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; bytes: number }
-  | { kind: "clear"; buf: GPUBuffer };
+  | { kind: "clear"; buf: GPUBuffer }
+  | {
+    kind: "texcopy";
+    op: string;
+    src: GPUBuffer;
+    offset: number;
+    bytesPerRow: number;
+    texture: GPUTexture;
+    width: number;
+    height: number;
+  };
 
 /** @internal What a capture collects while it records. */
 export class CaptureRecorder {

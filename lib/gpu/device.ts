@@ -444,6 +444,45 @@ export class Gpu {
     if (this.#encoderOps.length >= BATCH_OPS) this.flush();
   }
 
+  /**
+   * Records a copy of `height` rows of `width` texels from a buffer (row r at `offset + r·bytesPerRow`;
+   * `bytesPerRow` a multiple of 256, `offset` of the texel size) into texture rows 0 … height − 1, in
+   * command order with the dispatches around it (captured and replayed like them). `op` names it in
+   * profiles and errors.
+   */
+  copyToTexture(
+    op: string,
+    src: GPUBuffer,
+    offset: number,
+    bytesPerRow: number,
+    texture: GPUTexture,
+    width: number,
+    height: number,
+  ): void {
+    if (width === 0 || height === 0) return;
+    this.#encodeTexCopy(op, src, offset, bytesPerRow, texture, width, height);
+    if (this.#capture) {
+      this.#capture.commands.push({ kind: "texcopy", op, src, offset, bytesPerRow, texture, width, height });
+      this.#capture.touch(src);
+    }
+    if (this.#encoderOps.length >= BATCH_OPS) this.flush();
+  }
+
+  #encodeTexCopy(
+    op: string,
+    src: GPUBuffer,
+    offset: number,
+    bytesPerRow: number,
+    texture: GPUTexture,
+    width: number,
+    height: number,
+  ): void {
+    const enc = this.#commandEncoder();
+    this.#endPass();
+    enc.copyBufferToTexture({ buffer: src, offset, bytesPerRow }, { texture }, [width, height]);
+    this.#encoderOps.push(op);
+  }
+
   /** Records a buffer-to-buffer copy into the current batch. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
     this.#copyCommand(src, srcOffset, dst, dstOffset, bytes, !!this.#capture);
@@ -545,6 +584,8 @@ export class Gpu {
       if (c.kind === "dispatch") {
         this.#encodeDispatch(c.op, c.pipeline, c.group, c.x, c.y, c.z);
         this.#counters.replayed++;
+      } else if (c.kind === "texcopy") {
+        this.#encodeTexCopy(c.op, c.src, c.offset, c.bytesPerRow, c.texture, c.width, c.height);
       } else if (c.kind === "copy") {
         const enc = this.#commandEncoder();
         this.#endPass();

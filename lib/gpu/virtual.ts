@@ -163,7 +163,10 @@ function asBuffer(b: unknown): VirtualBuffer {
 
 const noop = (): void => {};
 
-/** A command encoder that records nothing but copies and clears (which it applies at once). */
+/**
+ * A command encoder that records nothing but copies and clears (which it applies at once; a copy into a
+ * texture only checks its source, textures hold nothing here).
+ */
 function encoder(): GPUCommandEncoder {
   const pass = { setPipeline: noop, setBindGroup: noop, dispatchWorkgroups: noop, end: noop };
   const enc = {
@@ -171,6 +174,7 @@ function encoder(): GPUCommandEncoder {
     copyBufferToBuffer: (src: unknown, so: number, dst: unknown, at: number, n: number) =>
       asBuffer(dst).copyFrom(asBuffer(src), so, at, n),
     clearBuffer: (b: unknown) => asBuffer(b).clear(),
+    copyBufferToTexture: (src: { buffer: unknown }) => void asBuffer(src.buffer),
     finish: () => ({}),
   };
   return enc as unknown as GPUCommandEncoder;
