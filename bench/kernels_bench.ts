@@ -57,7 +57,7 @@ export interface KernelCase {
   reps?: number;
   /**
    * Calls per timed run of the table (default 1), all recorded before the run's one wait; the row shows
-   * time per call. `auto`: enough calls for about 250 ms per run (2 … 20). Deno's GPU wait adds a blocking
+   * time per call. `auto`: enough calls for about 600 ms per run (2 … 20). Deno's GPU wait adds a blocking
    * poll and a ≈10 ms sleep, so a single call's wall time overstates a kernel that keg pipelines with
    * others (the `deno bench` rows keep one call + wait per iteration: latency, not throughput).
    */
@@ -108,7 +108,7 @@ export async function timeMs(
   await run();
   await gpu.sync();
   const calls = batch === "auto"
-    ? Math.min(20, Math.max(2, Math.ceil(250 / (performance.now() - w0))))
+    ? Math.min(20, Math.max(2, Math.ceil(600 / (performance.now() - w0))))
     : batch;
   let best = Infinity, sum = 0;
   for (let i = 0; i < reps; i++) {
