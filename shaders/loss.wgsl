@@ -1,5 +1,5 @@
 // Softmax losses over logits rows [rows, V] (V up to ~128k): log-softmax, token NLL with its gradient,
-// KL(P_cur ‖ P_init) with its gradient, and row argmax. One workgroup (256 threads) per row; every row
+// KL(P_cur ‖ P_init) with its gradient, and row argmax. One workgroup (WG threads) per row; every row
 // reduction (max, Σexp, Σ) is a per-thread strided loop plus a shared-memory tree. All math is f32:
 // softmax subtracts the row max, log-sum-exp = max + log(Σ exp(x − max)).
 // Aliases (set by the host; unused ones are f32): TL logits, TI initial log-probs (KL).
@@ -26,9 +26,11 @@ struct Params {
 @group(0) @binding(7) var<storage, read> init: array<TI>;
 @group(0) @binding(8) var<storage, read_write> idx: array<u32>;
 
-const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
-var<workgroup> red_i: array<u32, 256>;
+// threads per workgroup (a power of two): 256 on GPUs; the host picks 8 on CPU adapters (one SIMD group
+// per row: every tree level is a barrier, and a barrier is a coroutine switch per SIMD group on lavapipe)
+override WG: u32 = 256u;
+var<workgroup> red: array<f32, WG>;
+var<workgroup> red_i: array<u32, WG>;
 
 fn wg_sum(v: f32, lid: u32) -> f32 {
   red[lid] = v;
@@ -77,7 +79,7 @@ fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
 }
 
 // Pairs (logits row, out row), local to the bound chunks: out[o] = logits[r] − lse(logits[r]).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn log_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_id) l: vec3<u32>) {
   let i = group_index(wid, nwg);
@@ -92,7 +94,7 @@ fn log_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 
 // Row r of this segment (global row row0 + r): nll = lse − x[target] and
 // dLogits = w·(softmax − onehot(target)); target −1 ⇒ nll 0 and a zero row.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn token_nll(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_id) l: vec3<u32>) {
   let r = group_index(wid, nwg);
@@ -117,7 +119,7 @@ fn token_nll(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 
 // One row: KL = Σ p·(c − i) with c = log_softmax(logits row), p = exp(c), i = init log-probs;
 // out row (+)= weight·p·(c − i − KL); scal[0] = KL.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn kl_div(@builtin(local_invocation_id) l: vec3<u32>) {
   let base = p.l_off;
   let lse = row_lse(base, l.x);
@@ -141,7 +143,7 @@ fn kl_div(@builtin(local_invocation_id) l: vec3<u32>) {
 }
 
 // Pairs (logits row, out index): idx[o] = argmax of the row (the first index among equal maxima).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn argmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_id) l: vec3<u32>) {
   let i = group_index(wid, nwg);

@@ -387,9 +387,9 @@ fn a_tex(m: u32, k: u32) -> mat4x4<f32> {
   );
 }
 
-// column l = op(B)[k+l][n..n+3]
-fn b_tex(k: u32, n: u32) -> mat4x4<f32> {
-  let x = i32(n / 4u);
+// column l = op(B)[k+l][n..n+3], op(B) packed from texel column x0 on
+fn b_tex(x0: u32, k: u32, n: u32) -> mat4x4<f32> {
+  let x = i32(x0 + n / 4u);
   let y = i32(k);
   return mat4x4<f32>(
     textureLoad(Bt, vec2<i32>(x, y)),
@@ -400,8 +400,8 @@ fn b_tex(k: u32, n: u32) -> mat4x4<f32> {
 }
 
 // Packs rows [0, p.k) of op(X) (X = binding A, [p.m rows valid] × [p.n columns], element (r, c) at
-// a_off + r·lda + c, or a_off + c·lda + r with TRANS_A) into `packed`, row r at texture row c_off + r
-// (c_off > 0 with m = 0: zero rows below a slice the host copied in). Scalar reads (any offset and
+// a_off + r·lda + c, or a_off + c·lda + r with TRANS_A) into `packed`, texel t of row r at texture
+// (ldc + t, c_off + r) (c_off > 0 with m = 0: zero rows below a slice the host copied in). Scalar reads (any offset and
 // stride): one texel per thread, dispatch (ceil(ceil(p.n/4)/8), ceil(p.k/8)). With VEC_A (a_off and lda
 // multiples of 4) whole quads are read, a quarter of the storage reads (each a per-lane loop on lavapipe):
 // untransposed one quad per texel as above; transposed, a thread reads four quads of X (rows 4t … 4t+3,
@@ -432,7 +432,7 @@ fn mm_pack(@builtin(global_invocation_id) g: vec3<u32>) {
       ));
     }
     for (var j = 0u; j < min(4u, p.k - r); j++) {
-      textureStore(packed, vec2<i32>(i32(t), i32(p.c_off + r + j)), select(z, q[j], r + j < p.m));
+      textureStore(packed, vec2<i32>(i32(p.ldc + t), i32(p.c_off + r + j)), select(z, q[j], r + j < p.m));
     }
     return;
   }
@@ -457,7 +457,7 @@ fn mm_pack(@builtin(global_invocation_id) g: vec3<u32>) {
       }
     }
   }
-  textureStore(packed, vec2<i32>(i32(t), i32(p.c_off + r)), v);
+  textureStore(packed, vec2<i32>(i32(p.ldc + t), i32(p.c_off + r)), v);
 }
 
 // The mm_direct blocking (32×16 per thread, workgroup 8×4, one workgroup per 128×128 tile of C) over
@@ -944,6 +944,10 @@ fn mm_reduce(@builtin(global_invocation_id) g: vec3<u32>) {
 // element column a_off + z·a_bs and B from b_off + z·b_bs (the host splits long K into slices this way,
 // see lib/ops/matmul_rows.ts). p.k is this slice's K. Blocks past ROWB / COLB are removed at pipeline
 // creation (override constants), so one source serves every row count.
+// With B_TEX, op(B) is read from the texture Bt instead (a weight packed once for many products, see
+// lib/ops/matmul_frozen.ts): slice z's rows at texel columns b_off + z·b_bs …, texture row = K index in the
+// slice, zero rows past its K.
+override B_TEX: bool = false;
 override ROWB: u32 = 8u;
 // 4-column blocks per thread (1, 2 or 4)
 override COLB: u32 = 4u;
@@ -1027,7 +1031,17 @@ fn mm_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     var b1: mat4x4<f32>;
     var b2: mat4x4<f32>;
     var b3: mat4x4<f32>;
-    if (k >= kmain) {
+    if (B_TEX) {
+      let x0 = p.b_off + wid.z * p.b_bs;
+      b0 = b_tex(x0, k, n);
+      if (COLB > 1u) {
+        b1 = b_tex(x0, k, n + 4u);
+      }
+      if (COLB > 2u) {
+        b2 = b_tex(x0, k, n + 8u);
+        b3 = b_tex(x0, k, n + 12u);
+      }
+    } else if (k >= kmain) {
       // the last, partial K quad (At holds zeros there)
       b0 = b_blk_masked(bbase, k, n);
       if (COLB > 1u) {

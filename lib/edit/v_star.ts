@@ -14,6 +14,7 @@ import { cast, countNonFiniteInto } from "../ops/elementwise.ts";
 import { addToRows, gatherRows, sumRows } from "../ops/embedding.ts";
 import { klDivergenceOnGpu, logSoftmax, tokenNllOnGpu } from "../ops/loss.ts";
 import { ADAM_STATS, adamDelta, type AdamDeltaSettings, adamDeltaState } from "../ops/optim.ts";
+import { freezeOperands } from "../ops/matmul_frozen.ts";
 import { backwardFromLogits, forwardWithTape } from "../model/backward.ts";
 import { moveTo, padBatch, type TokenBatch, type Transformer } from "../model/transformer.ts";
 import { prefillAbove, suffixBatch, suffixRow } from "../model/suffix.ts";
@@ -194,6 +195,12 @@ export async function computeVStar(
     for (const t of [gT, nllT, klT, badT]) t.dispose();
   };
 
+  // the weights above L stay fixed through the loop: few-row products on CPU adapters read them from
+  // textures packed at step 0 (lib/ops/matmul_frozen.ts)
+  const above = net.weightTensors(L + 1);
+  const frozen = net.devices.map((d) =>
+    freezeOperands(d, above.filter((t) => t.gpu === d).flatMap((t) => t.chunks))
+  );
   try {
     for (let it = 0; it < s.steps; it++) {
       if (it === 0 || !capturable) {
@@ -237,6 +244,7 @@ export async function computeVStar(
     return { targetInit, delta, vStar: targetInit.map((x, j) => x + delta[j]), steps, rows, nonFinite };
   } finally {
     capture?.dispose();
+    for (const f of frozen) f.release();
     prefix.dispose();
     x0.dispose();
     initLogProbs?.dispose();

@@ -29,6 +29,7 @@ export type CapturedCommand =
     texture: GPUTexture;
     width: number;
     height: number;
+    x: number;
   };
 
 /** @internal What a capture collects while it records. */

@@ -446,9 +446,9 @@ export class Gpu {
 
   /**
    * Records a copy of `height` rows of `width` texels from a buffer (row r at `offset + r·bytesPerRow`;
-   * `bytesPerRow` a multiple of 256, `offset` of the texel size) into texture rows 0 … height − 1, in
-   * command order with the dispatches around it (captured and replayed like them). `op` names it in
-   * profiles and errors.
+   * `bytesPerRow` a multiple of 256, `offset` of the texel size) into texture rows 0 … height − 1 from
+   * texel column `x` on, in command order with the dispatches around it (captured and replayed like
+   * them). `op` names it in profiles and errors.
    */
   copyToTexture(
     op: string,
@@ -458,11 +458,22 @@ export class Gpu {
     texture: GPUTexture,
     width: number,
     height: number,
+    x = 0,
   ): void {
     if (width === 0 || height === 0) return;
-    this.#encodeTexCopy(op, src, offset, bytesPerRow, texture, width, height);
+    this.#encodeTexCopy(op, src, offset, bytesPerRow, texture, width, height, x);
     if (this.#capture) {
-      this.#capture.commands.push({ kind: "texcopy", op, src, offset, bytesPerRow, texture, width, height });
+      this.#capture.commands.push({
+        kind: "texcopy",
+        op,
+        src,
+        offset,
+        bytesPerRow,
+        texture,
+        width,
+        height,
+        x,
+      });
       this.#capture.touch(src);
     }
     if (this.#encoderOps.length >= BATCH_OPS) this.flush();
@@ -476,10 +487,14 @@ export class Gpu {
     texture: GPUTexture,
     width: number,
     height: number,
+    x: number,
   ): void {
     const enc = this.#commandEncoder();
     this.#endPass();
-    enc.copyBufferToTexture({ buffer: src, offset, bytesPerRow }, { texture }, [width, height]);
+    enc.copyBufferToTexture({ buffer: src, offset, bytesPerRow }, { texture, origin: [x, 0] }, [
+      width,
+      height,
+    ]);
     this.#encoderOps.push(op);
   }
 
@@ -585,7 +600,7 @@ export class Gpu {
         this.#encodeDispatch(c.op, c.pipeline, c.group, c.x, c.y, c.z);
         this.#counters.replayed++;
       } else if (c.kind === "texcopy") {
-        this.#encodeTexCopy(c.op, c.src, c.offset, c.bytesPerRow, c.texture, c.width, c.height);
+        this.#encodeTexCopy(c.op, c.src, c.offset, c.bytesPerRow, c.texture, c.width, c.height, c.x);
       } else if (c.kind === "copy") {
         const enc = this.#commandEncoder();
         this.#endPass();

@@ -573,24 +573,30 @@ export class Transformer {
     }
   }
 
-  /** Bytes of weights per device. */
-  weightBytes(): number[] {
-    const out = this.devices.map(() => 0);
+  /**
+   * The weight tensors (each once): the embeddings when `fromLayer` is 0, the blocks from `fromLayer` on,
+   * the final norm and the LM head.
+   */
+  weightTensors(fromLayer = 0): Tensor[] {
     const seen = new Set<Tensor>();
-    const add = (t: Tensor | undefined) => {
-      if (!t || seen.has(t)) return;
-      seen.add(t);
-      out[this.devices.indexOf(t.gpu)] += t.byteLength;
+    const add = (t: Tensor | null | undefined) => {
+      if (t) seen.add(t);
     };
-    add(this.embed);
-    add(this.positions ?? undefined);
-    for (const blk of this.blocks) {
+    if (fromLayer === 0) add(this.embed), add(this.positions);
+    for (const blk of this.blocks.slice(fromLayer)) {
       for (const n of [blk.ln1, blk.ln2, blk.qNorm, blk.kNorm]) if (n) add(n.w), add(n.b);
       for (const l of [blk.q, blk.k, blk.v, blk.o, blk.mlpIn, blk.mlpGate, blk.mlpOut]) {
         if (l) add(l.w), add(l.b);
       }
     }
     add(this.finalNorm.w), add(this.finalNorm.b), add(this.lmHead.w), add(this.lmHead.b);
+    return [...seen];
+  }
+
+  /** Bytes of weights per device. */
+  weightBytes(): number[] {
+    const out = this.devices.map(() => 0);
+    for (const t of this.weightTensors()) out[this.devices.indexOf(t.gpu)] += t.byteLength;
     return out;
   }
 }

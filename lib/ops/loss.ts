@@ -38,8 +38,10 @@ function checkRows(op: string, rows: ArrayLike<number>, T: number): void {
   }
 }
 
+/** Threads per row: 8 on CPU adapters (token NLL over 21 × 50,257 logits: 9 ms against 10 on lavapipe), else 256. */
 function pipeline(gpu: Gpu, entry: string, logits: DType, init: DType = "f32") {
-  return gpu.pipeline({ family: "loss", entry, types: { TL: logits, TI: init } });
+  const wg = gpu.isCpuAdapter ? 8 : 256;
+  return gpu.pipeline({ family: "loss", entry, types: { TL: logits, TI: init }, constants: { WG: wg } });
 }
 
 /** Uploads 32-bit host words into a pooled storage buffer (release after recording the dispatch). */

@@ -5,14 +5,16 @@
  * packed through a 128-row tile that is mostly padding (`texel`). op(A) (the few rows) is packed into a texture
  * first: its reads are the same for every SIMD lane, and texel fetches are cheap on lavapipe. Products
  * whose C has few blocks but a long K (the LM head's backward, dlogits [R, V] · E [V, d]) are split along
- * K into f32 partial products that `mm_reduce` sums.
+ * K into f32 partial products that `mm_reduce` sums. An op(B) in a frozen buffer (lib/ops/matmul_frozen.ts)
+ * is read from a texture packed once (its K slices side by side) instead of from storage.
  * @module
  */
 import type { Gpu } from "../gpu/device.ts";
 import type { DType } from "../gpu/dtype.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { words } from "./_chunks.ts";
-import { packTexels } from "./matmul_texel.ts";
+import { packInto, packTexels, placeholderTexture } from "./matmul_texel.ts";
+import { frozenTexture } from "./matmul_frozen.ts";
 
 /** Rows of C one thread of mm_rows holds at most (16 blocks of 4). */
 export const ROWS_PER_THREAD = 64;
@@ -89,6 +91,9 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
   if (split.slices * m * n * 4 > gpu.maxBindingBytes) split = { slices: 1, kc: k };
   const { slices, kc } = split;
   const gx = Math.ceil(n / ROWS_TILE_N);
+  const bTex = s.batch === 1 ? await frozenB(gpu, s, slices, kc, op) : null;
+  const tw = Math.ceil(n / 4);
+  const bt = bTex ?? placeholderTexture(gpu);
   const pipe = (tc: DType, tbias: DType, vecB: boolean, bias: boolean, accum: boolean) =>
     gpu.pipeline({
       family: "matmul",
@@ -96,7 +101,8 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
       types: { TA: "f32", TB: s.b.dtype, TC: tc, TBIAS: tbias },
       constants: {
         TRANS_B: +s.transB,
-        VEC_B: +vecB,
+        VEC_B: +(vecB && !bTex),
+        B_TEX: +!!bTex,
         HAS_BIAS: +bias,
         ACCUM: +accum,
         ROWB: rowb,
@@ -128,7 +134,7 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
         0,
         0,
         0,
-        bOff0,
+        bTex ? 0 : bOff0,
         s.b.ld,
         0,
         cOff,
@@ -146,7 +152,13 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
         0,
       );
       const bias = s.bias?.buf ?? s.b.buf;
-      gpu.dispatch(`${op}(mm_rows)`, p, [null, null, s.b.buf, s.b.buf4, bias, s.c.buf, at], [gx, groups], u);
+      gpu.dispatch(
+        `${op}(mm_rows)`,
+        p,
+        [null, null, s.b.buf, s.b.buf4, bias, s.c.buf, at, bt],
+        [gx, groups],
+        u,
+      );
       continue;
     }
     // slice j covers K [j·kc, (j+1)·kc): the slices run as a batch whose strides step along K
@@ -163,9 +175,9 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
         s0 * kc,
         0,
         kc,
-        bOff,
+        bTex ? s0 * tw : bOff,
         s.b.ld,
-        bStep,
+        bTex ? tw : bStep,
         s0 * m * n,
         n,
         m * n,
@@ -181,7 +193,7 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
       gpu.dispatch(
         `${op}(mm_rows, split K)`,
         p,
-        [null, null, s.b.buf, s.b.buf4, s.b.buf, scratch.buffer, at],
+        [null, null, s.b.buf, s.b.buf4, s.b.buf, scratch.buffer, at, bt],
         [gx, groups, count],
         u,
       );
@@ -225,4 +237,37 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
     );
   }
   scratch?.dispose();
+}
+
+/**
+ * The frozen texture of op(B) for one unbatched product split into `slices` K slices of `kc` rows: slice
+ * j at texel columns j·⌈n/4⌉ …, rows 0 … kc − 1 (zeros past each slice's K, padded to 4). Null when op(B)'s
+ * buffer is not frozen or the texture does not fit (then mm_rows reads storage).
+ */
+function frozenB(
+  gpu: Gpu,
+  s: RowsSpec,
+  slices: number,
+  kc: number,
+  op: string,
+): Promise<GPUTextureView | null> {
+  const tw = Math.ceil(s.n / 4), pad4 = (x: number) => Math.ceil(x / 4) * 4;
+  const bStep = s.transB ? kc : kc * s.b.ld;
+  const key = `${s.b.dtype}:${s.b.off}:${s.b.ld}:${s.transB ? "T" : "N"}:${s.k}×${s.n}/${slices}×${kc}`;
+  return frozenTexture(gpu, s.b.buf, key, slices * tw, pad4(Math.min(kc, s.k)), async (target) => {
+    for (let j = 0; j < slices; j++) {
+      const len = Math.min(kc, s.k - j * kc);
+      await packInto(gpu, target, j * tw, {
+        buf: s.b.buf,
+        dtype: s.b.dtype,
+        off: s.b.off + j * bStep,
+        ld: s.b.ld,
+        trans: s.transB,
+        rows: len,
+        cols: s.n,
+        height: pad4(len),
+        ragged: true,
+      }, `${op}(frozen B)`);
+    }
+  });
 }

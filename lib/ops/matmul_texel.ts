@@ -41,6 +41,11 @@ export function texelWorkspaceBudget(gpu: Gpu, bytes: number): number {
   return before;
 }
 
+/** @internal A 1×1 texture view to bind where a pipeline declares a texture the dispatch does not read. */
+export function placeholderTexture(gpu: Gpu): GPUTextureView {
+  return workspace(gpu).placeholderTexture;
+}
+
 /** Texels of one packed operand slice at most (4 Mi texels = 64 MiB of rgba32float). */
 export const TEXEL_SLICE_TEXELS = 1 << 22;
 /** Bytes of workspace textures kept per device before they are all released. */
@@ -54,6 +59,8 @@ interface Workspace {
   /** Bound as the bias when there is none, and as the quad view of C when C cannot have one. */
   placeholder: GPUBuffer;
   placeholderQuads: GPUBuffer;
+  /** Bound as a texture a pipeline declares but this dispatch does not read. */
+  placeholderTexture: GPUTextureView;
 }
 const workspaces = new WeakMap<Gpu, Workspace>();
 
@@ -72,6 +79,12 @@ function workspace(gpu: Gpu): Workspace {
       budget: TEXEL_WORKSPACE_BYTES,
       placeholder: gpu.createStorage(16, "matmul texel placeholder"),
       placeholderQuads: gpu.createStorage(16, "matmul texel placeholder (quads)"),
+      placeholderTexture: gpu.device.createTexture({
+        label: "matmul texel placeholder texture",
+        size: [1, 1],
+        format: "rgba32float",
+        usage: GPUTextureUsage.STORAGE_BINDING,
+      }).createView(),
     };
     workspaces.set(gpu, ws);
   }
@@ -156,24 +169,47 @@ export async function packTexels(
   s: PackSource,
   op: string,
 ): Promise<GPUTextureView> {
-  const tw = Math.ceil(s.cols / 4);
-  const { tex, view } = workspaceTexture(gpu, role, tw, s.height);
-  if (copyable(s)) {
-    gpu.copyToTexture(`${op}(texel copy)`, s.buf, 4 * s.off, 4 * s.ld, tex, tw, s.rows);
-    // the zero rows below it (K padded to a multiple of 4) come from the pack kernel with no valid rows
-    if (s.height > s.rows) {
-      await packKernel(gpu, { ...s, rows: 0, height: s.height - s.rows }, s.rows, view, op);
-    }
-  } else {
-    await packKernel(gpu, s, 0, view, op);
-  }
-  return view;
+  const target = workspaceTexture(gpu, role, Math.ceil(s.cols / 4), s.height);
+  await packInto(gpu, target, 0, s, op);
+  return target.view;
 }
 
-/** Records mm_pack: rows [0, s.height) of the slice into texture rows row0 … row0 + s.height − 1. */
+/**
+ * @internal Records the packing of a slice into texel columns x0 … of a texture (rows 0 … s.height − 1):
+ * a buffer → texture copy where {@link copyable}, else the pack kernel.
+ */
+export async function packInto(
+  gpu: Gpu,
+  target: { tex: GPUTexture; view: GPUTextureView },
+  x0: number,
+  s: PackSource,
+  op: string,
+): Promise<void> {
+  if (copyable(s)) {
+    gpu.copyToTexture(
+      `${op}(texel copy)`,
+      s.buf,
+      4 * s.off,
+      4 * s.ld,
+      target.tex,
+      Math.ceil(s.cols / 4),
+      s.rows,
+      x0,
+    );
+    // the zero rows below it (K padded to a multiple of 4) come from the pack kernel with no valid rows
+    if (s.height > s.rows) {
+      await packKernel(gpu, { ...s, rows: 0, height: s.height - s.rows }, x0, s.rows, target.view, op);
+    }
+  } else {
+    await packKernel(gpu, s, x0, 0, target.view, op);
+  }
+}
+
+/** Records mm_pack: rows [0, s.height) of the slice into texture rows row0 …, texel columns x0 …. */
 async function packKernel(
   gpu: Gpu,
   s: PackSource,
+  x0: number,
   row0: number,
   view: GPUTextureView,
   op: string,
@@ -198,7 +234,7 @@ async function packKernel(
     0,
     0,
     row0,
-    0,
+    x0,
     0,
     0,
     { f: 1 },
