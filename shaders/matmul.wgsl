@@ -462,8 +462,12 @@ fn mm_pack(@builtin(global_invocation_id) g: vec3<u32>) {
 
 // The mm_direct blocking (32×16 per thread, workgroup 8×4, one workgroup per 128×128 tile of C) over
 // packed operands; p.k is the padded K (a multiple of 4), so no masking is needed. The accumulators are
-// vec4 rows (c<r>_<q> = C[m+r][n+4q .. n+4q+3]) updated as Σ_l B[k+l][…]·A[m+r][k+l], not 4×4 matrix
-// products: on lavapipe that form ran 1.3× faster (fewer temporaries kept on the stack per K step).
+// vec4 rows (c<r>_<q> = C[m+r][n+4q .. n+4q+3]) updated as Σ_l B[k+l][…]·A[m+r][k+l] (in a micro-kernel
+// study on lavapipe this form ran 1.3× faster than 4×4 matrix products; here the two were within noise).
+// GRAM: op(A) = the columns of op(B) from column p.a_off on (a multiple of 4), transposed — C += XᵀX from
+// one packed X: A's rows are read from Bt (4 texels give 4 rows × 4 K) and At is not bound.
+override GRAM: bool = false;
+
 @compute @workgroup_size(8, 4)
 fn mm_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let tr = p.tri_r0 + wid.y * 128u;
@@ -508,6 +512,7 @@ fn mm_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
   var c31_0 = vec4<f32>(); var c31_1 = vec4<f32>(); var c31_2 = vec4<f32>(); var c31_3 = vec4<f32>();
   let nx = i32(n / 4u);
   let my = i32(m);
+  let gx = i32((p.a_off + m) / 4u);
   for (var k = 0u; k < p.k; k += 4u) {
     let ky = i32(k);
     let b0_0 = textureLoad(Bt, vec2<i32>(nx + 0, ky + 0));
@@ -527,162 +532,258 @@ fn mm_texel(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     let b2_3 = textureLoad(Bt, vec2<i32>(nx + 3, ky + 2));
     let b3_3 = textureLoad(Bt, vec2<i32>(nx + 3, ky + 3));
     let kx = i32(k / 4u);
-    let a0 = textureLoad(At, vec2<i32>(kx, my + 0));
+    var a0: vec4<f32>; var a1: vec4<f32>; var a2: vec4<f32>; var a3: vec4<f32>;
+    if (GRAM) {
+      let g0 = textureLoad(Bt, vec2<i32>(gx + 0, ky + 0));
+      let g1 = textureLoad(Bt, vec2<i32>(gx + 0, ky + 1));
+      let g2 = textureLoad(Bt, vec2<i32>(gx + 0, ky + 2));
+      let g3 = textureLoad(Bt, vec2<i32>(gx + 0, ky + 3));
+      a0 = vec4<f32>(g0[0], g1[0], g2[0], g3[0]);
+      a1 = vec4<f32>(g0[1], g1[1], g2[1], g3[1]);
+      a2 = vec4<f32>(g0[2], g1[2], g2[2], g3[2]);
+      a3 = vec4<f32>(g0[3], g1[3], g2[3], g3[3]);
+    } else {
+      a0 = textureLoad(At, vec2<i32>(kx, my + 0));
+      a1 = textureLoad(At, vec2<i32>(kx, my + 1));
+      a2 = textureLoad(At, vec2<i32>(kx, my + 2));
+      a3 = textureLoad(At, vec2<i32>(kx, my + 3));
+    }
     c0_0 += b0_0 * a0.x + b1_0 * a0.y + b2_0 * a0.z + b3_0 * a0.w;
     c0_1 += b0_1 * a0.x + b1_1 * a0.y + b2_1 * a0.z + b3_1 * a0.w;
     c0_2 += b0_2 * a0.x + b1_2 * a0.y + b2_2 * a0.z + b3_2 * a0.w;
     c0_3 += b0_3 * a0.x + b1_3 * a0.y + b2_3 * a0.z + b3_3 * a0.w;
-    let a1 = textureLoad(At, vec2<i32>(kx, my + 1));
     c1_0 += b0_0 * a1.x + b1_0 * a1.y + b2_0 * a1.z + b3_0 * a1.w;
     c1_1 += b0_1 * a1.x + b1_1 * a1.y + b2_1 * a1.z + b3_1 * a1.w;
     c1_2 += b0_2 * a1.x + b1_2 * a1.y + b2_2 * a1.z + b3_2 * a1.w;
     c1_3 += b0_3 * a1.x + b1_3 * a1.y + b2_3 * a1.z + b3_3 * a1.w;
-    let a2 = textureLoad(At, vec2<i32>(kx, my + 2));
     c2_0 += b0_0 * a2.x + b1_0 * a2.y + b2_0 * a2.z + b3_0 * a2.w;
     c2_1 += b0_1 * a2.x + b1_1 * a2.y + b2_1 * a2.z + b3_1 * a2.w;
     c2_2 += b0_2 * a2.x + b1_2 * a2.y + b2_2 * a2.z + b3_2 * a2.w;
     c2_3 += b0_3 * a2.x + b1_3 * a2.y + b2_3 * a2.z + b3_3 * a2.w;
-    let a3 = textureLoad(At, vec2<i32>(kx, my + 3));
     c3_0 += b0_0 * a3.x + b1_0 * a3.y + b2_0 * a3.z + b3_0 * a3.w;
     c3_1 += b0_1 * a3.x + b1_1 * a3.y + b2_1 * a3.z + b3_1 * a3.w;
     c3_2 += b0_2 * a3.x + b1_2 * a3.y + b2_2 * a3.z + b3_2 * a3.w;
     c3_3 += b0_3 * a3.x + b1_3 * a3.y + b2_3 * a3.z + b3_3 * a3.w;
-    let a4 = textureLoad(At, vec2<i32>(kx, my + 4));
+    var a4: vec4<f32>; var a5: vec4<f32>; var a6: vec4<f32>; var a7: vec4<f32>;
+    if (GRAM) {
+      let g0 = textureLoad(Bt, vec2<i32>(gx + 1, ky + 0));
+      let g1 = textureLoad(Bt, vec2<i32>(gx + 1, ky + 1));
+      let g2 = textureLoad(Bt, vec2<i32>(gx + 1, ky + 2));
+      let g3 = textureLoad(Bt, vec2<i32>(gx + 1, ky + 3));
+      a4 = vec4<f32>(g0[0], g1[0], g2[0], g3[0]);
+      a5 = vec4<f32>(g0[1], g1[1], g2[1], g3[1]);
+      a6 = vec4<f32>(g0[2], g1[2], g2[2], g3[2]);
+      a7 = vec4<f32>(g0[3], g1[3], g2[3], g3[3]);
+    } else {
+      a4 = textureLoad(At, vec2<i32>(kx, my + 4));
+      a5 = textureLoad(At, vec2<i32>(kx, my + 5));
+      a6 = textureLoad(At, vec2<i32>(kx, my + 6));
+      a7 = textureLoad(At, vec2<i32>(kx, my + 7));
+    }
     c4_0 += b0_0 * a4.x + b1_0 * a4.y + b2_0 * a4.z + b3_0 * a4.w;
     c4_1 += b0_1 * a4.x + b1_1 * a4.y + b2_1 * a4.z + b3_1 * a4.w;
     c4_2 += b0_2 * a4.x + b1_2 * a4.y + b2_2 * a4.z + b3_2 * a4.w;
     c4_3 += b0_3 * a4.x + b1_3 * a4.y + b2_3 * a4.z + b3_3 * a4.w;
-    let a5 = textureLoad(At, vec2<i32>(kx, my + 5));
     c5_0 += b0_0 * a5.x + b1_0 * a5.y + b2_0 * a5.z + b3_0 * a5.w;
     c5_1 += b0_1 * a5.x + b1_1 * a5.y + b2_1 * a5.z + b3_1 * a5.w;
     c5_2 += b0_2 * a5.x + b1_2 * a5.y + b2_2 * a5.z + b3_2 * a5.w;
     c5_3 += b0_3 * a5.x + b1_3 * a5.y + b2_3 * a5.z + b3_3 * a5.w;
-    let a6 = textureLoad(At, vec2<i32>(kx, my + 6));
     c6_0 += b0_0 * a6.x + b1_0 * a6.y + b2_0 * a6.z + b3_0 * a6.w;
     c6_1 += b0_1 * a6.x + b1_1 * a6.y + b2_1 * a6.z + b3_1 * a6.w;
     c6_2 += b0_2 * a6.x + b1_2 * a6.y + b2_2 * a6.z + b3_2 * a6.w;
     c6_3 += b0_3 * a6.x + b1_3 * a6.y + b2_3 * a6.z + b3_3 * a6.w;
-    let a7 = textureLoad(At, vec2<i32>(kx, my + 7));
     c7_0 += b0_0 * a7.x + b1_0 * a7.y + b2_0 * a7.z + b3_0 * a7.w;
     c7_1 += b0_1 * a7.x + b1_1 * a7.y + b2_1 * a7.z + b3_1 * a7.w;
     c7_2 += b0_2 * a7.x + b1_2 * a7.y + b2_2 * a7.z + b3_2 * a7.w;
     c7_3 += b0_3 * a7.x + b1_3 * a7.y + b2_3 * a7.z + b3_3 * a7.w;
-    let a8 = textureLoad(At, vec2<i32>(kx, my + 8));
+    var a8: vec4<f32>; var a9: vec4<f32>; var a10: vec4<f32>; var a11: vec4<f32>;
+    if (GRAM) {
+      let g0 = textureLoad(Bt, vec2<i32>(gx + 2, ky + 0));
+      let g1 = textureLoad(Bt, vec2<i32>(gx + 2, ky + 1));
+      let g2 = textureLoad(Bt, vec2<i32>(gx + 2, ky + 2));
+      let g3 = textureLoad(Bt, vec2<i32>(gx + 2, ky + 3));
+      a8 = vec4<f32>(g0[0], g1[0], g2[0], g3[0]);
+      a9 = vec4<f32>(g0[1], g1[1], g2[1], g3[1]);
+      a10 = vec4<f32>(g0[2], g1[2], g2[2], g3[2]);
+      a11 = vec4<f32>(g0[3], g1[3], g2[3], g3[3]);
+    } else {
+      a8 = textureLoad(At, vec2<i32>(kx, my + 8));
+      a9 = textureLoad(At, vec2<i32>(kx, my + 9));
+      a10 = textureLoad(At, vec2<i32>(kx, my + 10));
+      a11 = textureLoad(At, vec2<i32>(kx, my + 11));
+    }
     c8_0 += b0_0 * a8.x + b1_0 * a8.y + b2_0 * a8.z + b3_0 * a8.w;
     c8_1 += b0_1 * a8.x + b1_1 * a8.y + b2_1 * a8.z + b3_1 * a8.w;
     c8_2 += b0_2 * a8.x + b1_2 * a8.y + b2_2 * a8.z + b3_2 * a8.w;
     c8_3 += b0_3 * a8.x + b1_3 * a8.y + b2_3 * a8.z + b3_3 * a8.w;
-    let a9 = textureLoad(At, vec2<i32>(kx, my + 9));
     c9_0 += b0_0 * a9.x + b1_0 * a9.y + b2_0 * a9.z + b3_0 * a9.w;
     c9_1 += b0_1 * a9.x + b1_1 * a9.y + b2_1 * a9.z + b3_1 * a9.w;
     c9_2 += b0_2 * a9.x + b1_2 * a9.y + b2_2 * a9.z + b3_2 * a9.w;
     c9_3 += b0_3 * a9.x + b1_3 * a9.y + b2_3 * a9.z + b3_3 * a9.w;
-    let a10 = textureLoad(At, vec2<i32>(kx, my + 10));
     c10_0 += b0_0 * a10.x + b1_0 * a10.y + b2_0 * a10.z + b3_0 * a10.w;
     c10_1 += b0_1 * a10.x + b1_1 * a10.y + b2_1 * a10.z + b3_1 * a10.w;
     c10_2 += b0_2 * a10.x + b1_2 * a10.y + b2_2 * a10.z + b3_2 * a10.w;
     c10_3 += b0_3 * a10.x + b1_3 * a10.y + b2_3 * a10.z + b3_3 * a10.w;
-    let a11 = textureLoad(At, vec2<i32>(kx, my + 11));
     c11_0 += b0_0 * a11.x + b1_0 * a11.y + b2_0 * a11.z + b3_0 * a11.w;
     c11_1 += b0_1 * a11.x + b1_1 * a11.y + b2_1 * a11.z + b3_1 * a11.w;
     c11_2 += b0_2 * a11.x + b1_2 * a11.y + b2_2 * a11.z + b3_2 * a11.w;
     c11_3 += b0_3 * a11.x + b1_3 * a11.y + b2_3 * a11.z + b3_3 * a11.w;
-    let a12 = textureLoad(At, vec2<i32>(kx, my + 12));
+    var a12: vec4<f32>; var a13: vec4<f32>; var a14: vec4<f32>; var a15: vec4<f32>;
+    if (GRAM) {
+      let g0 = textureLoad(Bt, vec2<i32>(gx + 3, ky + 0));
+      let g1 = textureLoad(Bt, vec2<i32>(gx + 3, ky + 1));
+      let g2 = textureLoad(Bt, vec2<i32>(gx + 3, ky + 2));
+      let g3 = textureLoad(Bt, vec2<i32>(gx + 3, ky + 3));
+      a12 = vec4<f32>(g0[0], g1[0], g2[0], g3[0]);
+      a13 = vec4<f32>(g0[1], g1[1], g2[1], g3[1]);
+      a14 = vec4<f32>(g0[2], g1[2], g2[2], g3[2]);
+      a15 = vec4<f32>(g0[3], g1[3], g2[3], g3[3]);
+    } else {
+      a12 = textureLoad(At, vec2<i32>(kx, my + 12));
+      a13 = textureLoad(At, vec2<i32>(kx, my + 13));
+      a14 = textureLoad(At, vec2<i32>(kx, my + 14));
+      a15 = textureLoad(At, vec2<i32>(kx, my + 15));
+    }
     c12_0 += b0_0 * a12.x + b1_0 * a12.y + b2_0 * a12.z + b3_0 * a12.w;
     c12_1 += b0_1 * a12.x + b1_1 * a12.y + b2_1 * a12.z + b3_1 * a12.w;
     c12_2 += b0_2 * a12.x + b1_2 * a12.y + b2_2 * a12.z + b3_2 * a12.w;
     c12_3 += b0_3 * a12.x + b1_3 * a12.y + b2_3 * a12.z + b3_3 * a12.w;
-    let a13 = textureLoad(At, vec2<i32>(kx, my + 13));
     c13_0 += b0_0 * a13.x + b1_0 * a13.y + b2_0 * a13.z + b3_0 * a13.w;
     c13_1 += b0_1 * a13.x + b1_1 * a13.y + b2_1 * a13.z + b3_1 * a13.w;
     c13_2 += b0_2 * a13.x + b1_2 * a13.y + b2_2 * a13.z + b3_2 * a13.w;
     c13_3 += b0_3 * a13.x + b1_3 * a13.y + b2_3 * a13.z + b3_3 * a13.w;
-    let a14 = textureLoad(At, vec2<i32>(kx, my + 14));
     c14_0 += b0_0 * a14.x + b1_0 * a14.y + b2_0 * a14.z + b3_0 * a14.w;
     c14_1 += b0_1 * a14.x + b1_1 * a14.y + b2_1 * a14.z + b3_1 * a14.w;
     c14_2 += b0_2 * a14.x + b1_2 * a14.y + b2_2 * a14.z + b3_2 * a14.w;
     c14_3 += b0_3 * a14.x + b1_3 * a14.y + b2_3 * a14.z + b3_3 * a14.w;
-    let a15 = textureLoad(At, vec2<i32>(kx, my + 15));
     c15_0 += b0_0 * a15.x + b1_0 * a15.y + b2_0 * a15.z + b3_0 * a15.w;
     c15_1 += b0_1 * a15.x + b1_1 * a15.y + b2_1 * a15.z + b3_1 * a15.w;
     c15_2 += b0_2 * a15.x + b1_2 * a15.y + b2_2 * a15.z + b3_2 * a15.w;
     c15_3 += b0_3 * a15.x + b1_3 * a15.y + b2_3 * a15.z + b3_3 * a15.w;
-    let a16 = textureLoad(At, vec2<i32>(kx, my + 16));
+    var a16: vec4<f32>; var a17: vec4<f32>; var a18: vec4<f32>; var a19: vec4<f32>;
+    if (GRAM) {
+      let g0 = textureLoad(Bt, vec2<i32>(gx + 4, ky + 0));
+      let g1 = textureLoad(Bt, vec2<i32>(gx + 4, ky + 1));
+      let g2 = textureLoad(Bt, vec2<i32>(gx + 4, ky + 2));
+      let g3 = textureLoad(Bt, vec2<i32>(gx + 4, ky + 3));
+      a16 = vec4<f32>(g0[0], g1[0], g2[0], g3[0]);
+      a17 = vec4<f32>(g0[1], g1[1], g2[1], g3[1]);
+      a18 = vec4<f32>(g0[2], g1[2], g2[2], g3[2]);
+      a19 = vec4<f32>(g0[3], g1[3], g2[3], g3[3]);
+    } else {
+      a16 = textureLoad(At, vec2<i32>(kx, my + 16));
+      a17 = textureLoad(At, vec2<i32>(kx, my + 17));
+      a18 = textureLoad(At, vec2<i32>(kx, my + 18));
+      a19 = textureLoad(At, vec2<i32>(kx, my + 19));
+    }
     c16_0 += b0_0 * a16.x + b1_0 * a16.y + b2_0 * a16.z + b3_0 * a16.w;
     c16_1 += b0_1 * a16.x + b1_1 * a16.y + b2_1 * a16.z + b3_1 * a16.w;
     c16_2 += b0_2 * a16.x + b1_2 * a16.y + b2_2 * a16.z + b3_2 * a16.w;
     c16_3 += b0_3 * a16.x + b1_3 * a16.y + b2_3 * a16.z + b3_3 * a16.w;
-    let a17 = textureLoad(At, vec2<i32>(kx, my + 17));
     c17_0 += b0_0 * a17.x + b1_0 * a17.y + b2_0 * a17.z + b3_0 * a17.w;
     c17_1 += b0_1 * a17.x + b1_1 * a17.y + b2_1 * a17.z + b3_1 * a17.w;
     c17_2 += b0_2 * a17.x + b1_2 * a17.y + b2_2 * a17.z + b3_2 * a17.w;
     c17_3 += b0_3 * a17.x + b1_3 * a17.y + b2_3 * a17.z + b3_3 * a17.w;
-    let a18 = textureLoad(At, vec2<i32>(kx, my + 18));
     c18_0 += b0_0 * a18.x + b1_0 * a18.y + b2_0 * a18.z + b3_0 * a18.w;
     c18_1 += b0_1 * a18.x + b1_1 * a18.y + b2_1 * a18.z + b3_1 * a18.w;
     c18_2 += b0_2 * a18.x + b1_2 * a18.y + b2_2 * a18.z + b3_2 * a18.w;
     c18_3 += b0_3 * a18.x + b1_3 * a18.y + b2_3 * a18.z + b3_3 * a18.w;
-    let a19 = textureLoad(At, vec2<i32>(kx, my + 19));
     c19_0 += b0_0 * a19.x + b1_0 * a19.y + b2_0 * a19.z + b3_0 * a19.w;
     c19_1 += b0_1 * a19.x + b1_1 * a19.y + b2_1 * a19.z + b3_1 * a19.w;
     c19_2 += b0_2 * a19.x + b1_2 * a19.y + b2_2 * a19.z + b3_2 * a19.w;
     c19_3 += b0_3 * a19.x + b1_3 * a19.y + b2_3 * a19.z + b3_3 * a19.w;
-    let a20 = textureLoad(At, vec2<i32>(kx, my + 20));
+    var a20: vec4<f32>; var a21: vec4<f32>; var a22: vec4<f32>; var a23: vec4<f32>;
+    if (GRAM) {
+      let g0 = textureLoad(Bt, vec2<i32>(gx + 5, ky + 0));
+      let g1 = textureLoad(Bt, vec2<i32>(gx + 5, ky + 1));
+      let g2 = textureLoad(Bt, vec2<i32>(gx + 5, ky + 2));
+      let g3 = textureLoad(Bt, vec2<i32>(gx + 5, ky + 3));
+      a20 = vec4<f32>(g0[0], g1[0], g2[0], g3[0]);
+      a21 = vec4<f32>(g0[1], g1[1], g2[1], g3[1]);
+      a22 = vec4<f32>(g0[2], g1[2], g2[2], g3[2]);
+      a23 = vec4<f32>(g0[3], g1[3], g2[3], g3[3]);
+    } else {
+      a20 = textureLoad(At, vec2<i32>(kx, my + 20));
+      a21 = textureLoad(At, vec2<i32>(kx, my + 21));
+      a22 = textureLoad(At, vec2<i32>(kx, my + 22));
+      a23 = textureLoad(At, vec2<i32>(kx, my + 23));
+    }
     c20_0 += b0_0 * a20.x + b1_0 * a20.y + b2_0 * a20.z + b3_0 * a20.w;
     c20_1 += b0_1 * a20.x + b1_1 * a20.y + b2_1 * a20.z + b3_1 * a20.w;
     c20_2 += b0_2 * a20.x + b1_2 * a20.y + b2_2 * a20.z + b3_2 * a20.w;
     c20_3 += b0_3 * a20.x + b1_3 * a20.y + b2_3 * a20.z + b3_3 * a20.w;
-    let a21 = textureLoad(At, vec2<i32>(kx, my + 21));
     c21_0 += b0_0 * a21.x + b1_0 * a21.y + b2_0 * a21.z + b3_0 * a21.w;
     c21_1 += b0_1 * a21.x + b1_1 * a21.y + b2_1 * a21.z + b3_1 * a21.w;
     c21_2 += b0_2 * a21.x + b1_2 * a21.y + b2_2 * a21.z + b3_2 * a21.w;
     c21_3 += b0_3 * a21.x + b1_3 * a21.y + b2_3 * a21.z + b3_3 * a21.w;
-    let a22 = textureLoad(At, vec2<i32>(kx, my + 22));
     c22_0 += b0_0 * a22.x + b1_0 * a22.y + b2_0 * a22.z + b3_0 * a22.w;
     c22_1 += b0_1 * a22.x + b1_1 * a22.y + b2_1 * a22.z + b3_1 * a22.w;
     c22_2 += b0_2 * a22.x + b1_2 * a22.y + b2_2 * a22.z + b3_2 * a22.w;
     c22_3 += b0_3 * a22.x + b1_3 * a22.y + b2_3 * a22.z + b3_3 * a22.w;
-    let a23 = textureLoad(At, vec2<i32>(kx, my + 23));
     c23_0 += b0_0 * a23.x + b1_0 * a23.y + b2_0 * a23.z + b3_0 * a23.w;
     c23_1 += b0_1 * a23.x + b1_1 * a23.y + b2_1 * a23.z + b3_1 * a23.w;
     c23_2 += b0_2 * a23.x + b1_2 * a23.y + b2_2 * a23.z + b3_2 * a23.w;
     c23_3 += b0_3 * a23.x + b1_3 * a23.y + b2_3 * a23.z + b3_3 * a23.w;
-    let a24 = textureLoad(At, vec2<i32>(kx, my + 24));
+    var a24: vec4<f32>; var a25: vec4<f32>; var a26: vec4<f32>; var a27: vec4<f32>;
+    if (GRAM) {
+      let g0 = textureLoad(Bt, vec2<i32>(gx + 6, ky + 0));
+      let g1 = textureLoad(Bt, vec2<i32>(gx + 6, ky + 1));
+      let g2 = textureLoad(Bt, vec2<i32>(gx + 6, ky + 2));
+      let g3 = textureLoad(Bt, vec2<i32>(gx + 6, ky + 3));
+      a24 = vec4<f32>(g0[0], g1[0], g2[0], g3[0]);
+      a25 = vec4<f32>(g0[1], g1[1], g2[1], g3[1]);
+      a26 = vec4<f32>(g0[2], g1[2], g2[2], g3[2]);
+      a27 = vec4<f32>(g0[3], g1[3], g2[3], g3[3]);
+    } else {
+      a24 = textureLoad(At, vec2<i32>(kx, my + 24));
+      a25 = textureLoad(At, vec2<i32>(kx, my + 25));
+      a26 = textureLoad(At, vec2<i32>(kx, my + 26));
+      a27 = textureLoad(At, vec2<i32>(kx, my + 27));
+    }
     c24_0 += b0_0 * a24.x + b1_0 * a24.y + b2_0 * a24.z + b3_0 * a24.w;
     c24_1 += b0_1 * a24.x + b1_1 * a24.y + b2_1 * a24.z + b3_1 * a24.w;
     c24_2 += b0_2 * a24.x + b1_2 * a24.y + b2_2 * a24.z + b3_2 * a24.w;
     c24_3 += b0_3 * a24.x + b1_3 * a24.y + b2_3 * a24.z + b3_3 * a24.w;
-    let a25 = textureLoad(At, vec2<i32>(kx, my + 25));
     c25_0 += b0_0 * a25.x + b1_0 * a25.y + b2_0 * a25.z + b3_0 * a25.w;
     c25_1 += b0_1 * a25.x + b1_1 * a25.y + b2_1 * a25.z + b3_1 * a25.w;
     c25_2 += b0_2 * a25.x + b1_2 * a25.y + b2_2 * a25.z + b3_2 * a25.w;
     c25_3 += b0_3 * a25.x + b1_3 * a25.y + b2_3 * a25.z + b3_3 * a25.w;
-    let a26 = textureLoad(At, vec2<i32>(kx, my + 26));
     c26_0 += b0_0 * a26.x + b1_0 * a26.y + b2_0 * a26.z + b3_0 * a26.w;
     c26_1 += b0_1 * a26.x + b1_1 * a26.y + b2_1 * a26.z + b3_1 * a26.w;
     c26_2 += b0_2 * a26.x + b1_2 * a26.y + b2_2 * a26.z + b3_2 * a26.w;
     c26_3 += b0_3 * a26.x + b1_3 * a26.y + b2_3 * a26.z + b3_3 * a26.w;
-    let a27 = textureLoad(At, vec2<i32>(kx, my + 27));
     c27_0 += b0_0 * a27.x + b1_0 * a27.y + b2_0 * a27.z + b3_0 * a27.w;
     c27_1 += b0_1 * a27.x + b1_1 * a27.y + b2_1 * a27.z + b3_1 * a27.w;
     c27_2 += b0_2 * a27.x + b1_2 * a27.y + b2_2 * a27.z + b3_2 * a27.w;
     c27_3 += b0_3 * a27.x + b1_3 * a27.y + b2_3 * a27.z + b3_3 * a27.w;
-    let a28 = textureLoad(At, vec2<i32>(kx, my + 28));
+    var a28: vec4<f32>; var a29: vec4<f32>; var a30: vec4<f32>; var a31: vec4<f32>;
+    if (GRAM) {
+      let g0 = textureLoad(Bt, vec2<i32>(gx + 7, ky + 0));
+      let g1 = textureLoad(Bt, vec2<i32>(gx + 7, ky + 1));
+      let g2 = textureLoad(Bt, vec2<i32>(gx + 7, ky + 2));
+      let g3 = textureLoad(Bt, vec2<i32>(gx + 7, ky + 3));
+      a28 = vec4<f32>(g0[0], g1[0], g2[0], g3[0]);
+      a29 = vec4<f32>(g0[1], g1[1], g2[1], g3[1]);
+      a30 = vec4<f32>(g0[2], g1[2], g2[2], g3[2]);
+      a31 = vec4<f32>(g0[3], g1[3], g2[3], g3[3]);
+    } else {
+      a28 = textureLoad(At, vec2<i32>(kx, my + 28));
+      a29 = textureLoad(At, vec2<i32>(kx, my + 29));
+      a30 = textureLoad(At, vec2<i32>(kx, my + 30));
+      a31 = textureLoad(At, vec2<i32>(kx, my + 31));
+    }
     c28_0 += b0_0 * a28.x + b1_0 * a28.y + b2_0 * a28.z + b3_0 * a28.w;
     c28_1 += b0_1 * a28.x + b1_1 * a28.y + b2_1 * a28.z + b3_1 * a28.w;
     c28_2 += b0_2 * a28.x + b1_2 * a28.y + b2_2 * a28.z + b3_2 * a28.w;
     c28_3 += b0_3 * a28.x + b1_3 * a28.y + b2_3 * a28.z + b3_3 * a28.w;
-    let a29 = textureLoad(At, vec2<i32>(kx, my + 29));
     c29_0 += b0_0 * a29.x + b1_0 * a29.y + b2_0 * a29.z + b3_0 * a29.w;
     c29_1 += b0_1 * a29.x + b1_1 * a29.y + b2_1 * a29.z + b3_1 * a29.w;
     c29_2 += b0_2 * a29.x + b1_2 * a29.y + b2_2 * a29.z + b3_2 * a29.w;
     c29_3 += b0_3 * a29.x + b1_3 * a29.y + b2_3 * a29.z + b3_3 * a29.w;
-    let a30 = textureLoad(At, vec2<i32>(kx, my + 30));
     c30_0 += b0_0 * a30.x + b1_0 * a30.y + b2_0 * a30.z + b3_0 * a30.w;
     c30_1 += b0_1 * a30.x + b1_1 * a30.y + b2_1 * a30.z + b3_1 * a30.w;
     c30_2 += b0_2 * a30.x + b1_2 * a30.y + b2_2 * a30.z + b3_2 * a30.w;
     c30_3 += b0_3 * a30.x + b1_3 * a30.y + b2_3 * a30.z + b3_3 * a30.w;
-    let a31 = textureLoad(At, vec2<i32>(kx, my + 31));
     c31_0 += b0_0 * a31.x + b1_0 * a31.y + b2_0 * a31.z + b3_0 * a31.w;
     c31_1 += b0_1 * a31.x + b1_1 * a31.y + b2_1 * a31.z + b3_1 * a31.w;
     c31_2 += b0_2 * a31.x + b1_2 * a31.y + b2_2 * a31.z + b3_2 * a31.w;

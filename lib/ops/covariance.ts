@@ -156,6 +156,7 @@ export async function covarianceAccumulate(
           k: xs.rows,
           accumulate: true,
           triangle: symmetric ? { mode: 1, row0: cs.row, col0: 0 } : undefined,
+          gramCol0: cs.row,
         }, op);
       }
     }

@@ -288,6 +288,11 @@ export interface GemmTexelSpec {
   /** Bias (n values from element `off`) added once. */
   bias?: { buf: GPUBuffer; dtype: DType; off: number };
   triangle?: TriangleSpec;
+  /**
+   * op(A) is op(B)'s columns from this one on, transposed (C += XᵀX: one packed X serves both operands,
+   * `a` is not packed). Used when it is a multiple of 4 and C fits one texel slice (else `a` is packed).
+   */
+  gramCol0?: number;
 }
 
 function sliceOff(o: StridedOperand, r: number, c: number): number {
@@ -315,11 +320,13 @@ export async function gemmTexel(gpu: Gpu, s: GemmTexelSpec, op = "matmul"): Prom
     TBIAS: s.bias?.dtype ?? "f32",
   };
   const kSteps = Math.max(1, Math.ceil(k / caps.k));
+  const g0 = s.gramCol0;
+  const gram = g0 !== undefined && g0 % 4 === 0 && m <= caps.m && n <= caps.n && g0 + m <= n;
   const pipe = await gpu.pipeline({
     family: "matmul",
     entry: "mm_texel",
     types: entryTypes,
-    constants: { RUNTIME_FLAGS: 1 },
+    constants: { RUNTIME_FLAGS: 1, GRAM: +gram },
   });
   for (let m0 = 0; m0 < m; m0 += caps.m) {
     const m1 = Math.min(m, m0 + caps.m);
@@ -327,7 +334,7 @@ export async function gemmTexel(gpu: Gpu, s: GemmTexelSpec, op = "matmul"): Prom
       const k0 = ki * caps.k, k1 = Math.min(k, k0 + caps.k);
       const kPad = Math.ceil((k1 - k0) / 4) * 4;
       const first = ki === 0;
-      const at = await packTexels(gpu, "A", {
+      const at = gram ? placeholderTexture(gpu) : await packTexels(gpu, "A", {
         buf: s.a.buf,
         dtype: s.a.dtype,
         off: sliceOff(s.a, m0, k0),
@@ -362,7 +369,7 @@ export async function gemmTexel(gpu: Gpu, s: GemmTexelSpec, op = "matmul"): Prom
           m1 - m0,
           n1 - n0,
           kPad,
-          0,
+          gram ? g0! : 0,
           0,
           0,
           0,
