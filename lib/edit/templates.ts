@@ -20,6 +20,8 @@ export interface TemplateOptions {
   seed?: number;
   /** Model fingerprint for the cache key; no caching when absent. */
   fingerprint?: string;
+  /** Folder of the cached template files (default `$KEG_CACHE/templates`). */
+  cacheDir?: string;
 }
 
 /** Samples (or loads from cache) the context templates of a model. */
@@ -34,7 +36,9 @@ export async function contextTemplates(
     const key = await sha256Hex(
       JSON.stringify([opts.fingerprint, opts.lengthParams, topK, seed, net.precision]),
     );
-    cachePath = `${await cacheDir("templates")}/${key.slice(0, 32)}.json`;
+    const dir = opts.cacheDir ?? await cacheDir("templates");
+    if (opts.cacheDir) await Deno.mkdir(dir, { recursive: true });
+    cachePath = `${dir}/${key.slice(0, 32)}.json`;
     try {
       return JSON.parse(await Deno.readTextFile(cachePath));
     } catch { /* not cached */ }

@@ -7,8 +7,8 @@ import { sharedPath } from "../_util.ts";
 Deno.test("context templates: '{}' first, sampled '… . {}' prefixes, deterministic per seed, cached per model", async () => {
   const dir = sharedPath("models/tiny-gpt2-counterfact");
   if (!dir) return;
+  // (its own cache folder by option: KEG_CACHE is process-wide and other test modules run alongside)
   const cache = await Deno.makeTempDir();
-  Deno.env.set("KEG_CACHE", cache);
   const model = await loadModel(dir, { quiet: true });
   try {
     const tok = model.tokenizer!;
@@ -30,19 +30,15 @@ Deno.test("context templates: '{}' first, sampled '… . {}' prefixes, determini
       a,
       "another seed differs",
     );
-    const cached = await contextTemplates(model.net, tok, { ...opts, fingerprint: model.fingerprint });
+    const cacheOpts = { ...opts, fingerprint: model.fingerprint, cacheDir: `${cache}/templates` };
+    const cached = await contextTemplates(model.net, tok, cacheOpts);
     assert.deepEqual(cached, a);
-    // (other test modules running in parallel may share this cache through KEG_CACHE: look for this
-    // call's file rather than count them)
-    const mine = [...Deno.readDirSync(`${cache}/templates`)].map((f) => `${cache}/templates/${f.name}`)
-      .filter((f) => JSON.stringify(JSON.parse(Deno.readTextFileSync(f))) === JSON.stringify(a));
-    assert.equal(mine.length, 1, "one cache file holds these templates");
+    const mine = [...Deno.readDirSync(`${cache}/templates`)].map((f) => `${cache}/templates/${f.name}`);
+    assert.equal(mine.length, 1, "one cache file");
+    assert.deepEqual(JSON.parse(Deno.readTextFileSync(mine[0])), a, "holding these templates");
     // and a later call reads it: a changed file comes back as written
     Deno.writeTextFileSync(mine[0], JSON.stringify(["{}", "cached. {}"]));
-    assert.deepEqual(
-      await contextTemplates(model.net, tok, { ...opts, fingerprint: model.fingerprint }),
-      ["{}", "cached. {}"],
-    );
+    assert.deepEqual(await contextTemplates(model.net, tok, cacheOpts), ["{}", "cached. {}"]);
     // lookup positions on the token level (the oracle's subject_last rule)
     const p = locate(tok, "The city. {} is located in", "Angola", "subject_last");
     assert.equal(p.lookup, tok.encode("The city. Angola").length - 1);
@@ -57,7 +53,6 @@ Deno.test("context templates: '{}' first, sampled '… . {}' prefixes, determini
     assert.throws(() => locate(tok, "no slot here", "Angola", "last"), /no "\{\}"/);
   } finally {
     await model.dispose();
-    Deno.env.delete("KEG_CACHE");
     await Deno.remove(cache, { recursive: true });
   }
 });
