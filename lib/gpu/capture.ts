@@ -20,17 +20,23 @@ export type CapturedCommand =
   }
   | { kind: "copy"; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; bytes: number }
   | { kind: "clear"; buf: GPUBuffer }
-  | {
-    kind: "texcopy";
-    op: string;
-    src: GPUBuffer;
-    offset: number;
-    bytesPerRow: number;
-    texture: GPUTexture;
-    width: number;
-    height: number;
-    x: number;
-  };
+  | ({ kind: "texcopy" } & TextureCopy);
+
+/**
+ * A copy of `height` rows of `width` texels from a buffer (row r at `offset + r·bytesPerRow`; `bytesPerRow`
+ * a multiple of 256, `offset` of the texel size) into texture rows 0 … height − 1 from texel column `x` on
+ * (default 0); `op` names it in profiles and errors.
+ */
+export interface TextureCopy {
+  op: string;
+  src: GPUBuffer;
+  offset: number;
+  bytesPerRow: number;
+  texture: GPUTexture;
+  width: number;
+  height: number;
+  x?: number;
+}
 
 /** @internal What a capture collects while it records. */
 export class CaptureRecorder {

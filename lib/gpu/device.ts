@@ -7,7 +7,7 @@
 import type { DType } from "./dtype.ts";
 import { GpuError, NO_ADAPTER_HELP } from "./errors.ts";
 import { composeShader, loadShaderSource } from "./shader.ts";
-import { Capture, CaptureRecorder } from "./capture.ts";
+import { Capture, CaptureRecorder, type TextureCopy } from "./capture.ts";
 import { emptyCounters, type GpuCounters, GpuProfiler, type ProfileReport } from "./profile.ts";
 
 /** Options for {@link Gpu.open}. */
@@ -445,57 +445,28 @@ export class Gpu {
   }
 
   /**
-   * Records a copy of `height` rows of `width` texels from a buffer (row r at `offset + r·bytesPerRow`;
-   * `bytesPerRow` a multiple of 256, `offset` of the texel size) into texture rows 0 … height − 1 from
-   * texel column `x` on, in command order with the dispatches around it (captured and replayed like
-   * them). `op` names it in profiles and errors.
+   * Records a buffer → texture copy ({@link TextureCopy}) in command order with the dispatches around it
+   * (captured and replayed like them).
    */
-  copyToTexture(
-    op: string,
-    src: GPUBuffer,
-    offset: number,
-    bytesPerRow: number,
-    texture: GPUTexture,
-    width: number,
-    height: number,
-    x = 0,
-  ): void {
-    if (width === 0 || height === 0) return;
-    this.#encodeTexCopy(op, src, offset, bytesPerRow, texture, width, height, x);
+  copyToTexture(c: TextureCopy): void {
+    if (c.width === 0 || c.height === 0) return;
+    this.#encodeTexCopy(c);
     if (this.#capture) {
-      this.#capture.commands.push({
-        kind: "texcopy",
-        op,
-        src,
-        offset,
-        bytesPerRow,
-        texture,
-        width,
-        height,
-        x,
-      });
-      this.#capture.touch(src);
+      this.#capture.commands.push({ kind: "texcopy", ...c });
+      this.#capture.touch(c.src);
     }
     if (this.#encoderOps.length >= BATCH_OPS) this.flush();
   }
 
-  #encodeTexCopy(
-    op: string,
-    src: GPUBuffer,
-    offset: number,
-    bytesPerRow: number,
-    texture: GPUTexture,
-    width: number,
-    height: number,
-    x: number,
-  ): void {
+  #encodeTexCopy(c: TextureCopy): void {
     const enc = this.#commandEncoder();
     this.#endPass();
-    enc.copyBufferToTexture({ buffer: src, offset, bytesPerRow }, { texture, origin: [x, 0] }, [
-      width,
-      height,
-    ]);
-    this.#encoderOps.push(op);
+    enc.copyBufferToTexture(
+      { buffer: c.src, offset: c.offset, bytesPerRow: c.bytesPerRow },
+      { texture: c.texture, origin: [c.x ?? 0, 0] },
+      [c.width, c.height],
+    );
+    this.#encoderOps.push(c.op);
   }
 
   /** Records a buffer-to-buffer copy into the current batch. */
@@ -600,7 +571,7 @@ export class Gpu {
         this.#encodeDispatch(c.op, c.pipeline, c.group, c.x, c.y, c.z);
         this.#counters.replayed++;
       } else if (c.kind === "texcopy") {
-        this.#encodeTexCopy(c.op, c.src, c.offset, c.bytesPerRow, c.texture, c.width, c.height, c.x);
+        this.#encodeTexCopy(c);
       } else if (c.kind === "copy") {
         const enc = this.#commandEncoder();
         this.#endPass();

@@ -7,7 +7,7 @@ export * from "./dtype.ts";
 export * from "./errors.ts";
 export * from "./tensor.ts";
 export { composeShader, loadShaderSource } from "./shader.ts";
-export { Capture, type CapturedCommand } from "./capture.ts";
+export { Capture, type CapturedCommand, type TextureCopy } from "./capture.ts";
 export {
   type GpuCounters,
   type OpProfile,

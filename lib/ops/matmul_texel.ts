@@ -186,16 +186,16 @@ export async function packInto(
   op: string,
 ): Promise<void> {
   if (copyable(s)) {
-    gpu.copyToTexture(
-      `${op}(texel copy)`,
-      s.buf,
-      4 * s.off,
-      4 * s.ld,
-      target.tex,
-      Math.ceil(s.cols / 4),
-      s.rows,
-      x0,
-    );
+    gpu.copyToTexture({
+      op: `${op}(texel copy)`,
+      src: s.buf,
+      offset: 4 * s.off,
+      bytesPerRow: 4 * s.ld,
+      texture: target.tex,
+      width: Math.ceil(s.cols / 4),
+      height: s.rows,
+      x: x0,
+    });
     // the zero rows below it (K padded to a multiple of 4) come from the pack kernel with no valid rows
     if (s.height > s.rows) {
       await packKernel(gpu, { ...s, rows: 0, height: s.height - s.rows }, x0, s.rows, target.view, op);

@@ -45,3 +45,46 @@ Deno.test("texel copy: strided f32 slices copied into textures; NaN past n and K
     for (const t of [A, B, C]) t.dispose();
   }
 });
+
+// A captured product replays its texture copies: after the inputs change, the replay computes with the new
+// values (the copies ran again, in order with the kernel).
+Deno.test("texel copy: captured and replayed with the product", async () => {
+  const gpu = await testGpu();
+  if (!texelKernels(gpu)) {
+    console.warn("SKIP texel copy capture test: not a CPU adapter");
+    return;
+  }
+  const m = 8, k = 64, n = 64;
+  const a = randArray(m * k, 501), b = randArray(k * n, 502);
+  const A = Tensor.from(gpu, a, [m, k], "f32"), B = Tensor.from(gpu, b, [k, n], "f32");
+  const C = Tensor.zeros(gpu, [m, n], "f32");
+  const spec = {
+    a: { buf: A.buffer, dtype: "f32" as const, off: 0, ld: k, trans: false },
+    b: { buf: B.buffer, dtype: "f32" as const, off: 0, ld: n, trans: false },
+    c: { buf: C.buffer, dtype: "f32" as const, off: 0, ld: n },
+    m,
+    n,
+    k,
+  };
+  gpu.beginCapture();
+  await gemmTexel(gpu, spec);
+  const cap = gpu.endCapture();
+  try {
+    const a2 = a.map((v) => 3 * v);
+    const A2 = Tensor.from(gpu, a2, [m, k], "f32");
+    gpu.copy(A2.buffer, 0, A.buffer, 0, A.byteLength);
+    cap.replay();
+    const got = await C.read();
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let want = 0;
+        for (let p = 0; p < k; p++) want += a2[i * k + p] * b[p * n + j];
+        assert.ok(Math.abs(got[i * n + j] - want) < 1e-4, `C[${i}][${j}] = ${got[i * n + j]}, want ${want}`);
+      }
+    }
+    A2.dispose();
+  } finally {
+    cap.dispose();
+    for (const t of [A, B, C]) t.dispose();
+  }
+});
