@@ -130,6 +130,7 @@ export class Gpu {
   #pipelines = new Map<string, Promise<GPUComputePipeline>>();
   #encoder: GPUCommandEncoder | null = null;
   #pass: GPUComputePassEncoder | null = null;
+  #groupCacheMax = GROUP_CACHE_MAX;
   #passPipeline: GPUComputePipeline | null = null;
   #encoderOps: string[] = [];
   #transient: GPUBuffer[] = [];
@@ -787,7 +788,7 @@ export class Gpu {
       return hit.group;
     }
     this.#counters.groupMisses++;
-    if (this.#groups.size >= GROUP_CACHE_MAX) this.#dropGroups();
+    if (this.#groups.size >= this.#groupCacheMax) this.#dropGroups();
     const entries: GPUBindGroupEntry[] = [];
     const used: GPUBuffer[] = [];
     let binding = 0;
@@ -834,9 +835,19 @@ export class Gpu {
     for (const k of [...keys]) this.#retireGroup(k);
   }
 
-  /** Drops every cached bind group that no live capture replays. */
+  /**
+   * Drops every cached bind group that no live capture replays, nor the capture being recorded (its groups
+   * are pinned only when it ends: dropping one of them destroyed its uniform buffer under later replays).
+   */
   #dropGroups(): void {
-    for (const [k, e] of this.#groups) if (!e.pins) this.#retireGroup(k);
+    for (const [k, e] of this.#groups) if (!e.pins && !this.#capture?.groups.has(k)) this.#retireGroup(k);
+  }
+
+  /** @internal Sets how many bind groups the cache holds before it drops them (tests); returns the old limit. */
+  setGroupCacheLimit(n: number): number {
+    const old = this.#groupCacheMax;
+    this.#groupCacheMax = n;
+    return old;
   }
 
   #retireGroup(key: string): void {

@@ -113,3 +113,33 @@ Deno.test("capture/replay: a large temporary released while recording stays aliv
   cap.dispose();
   x.dispose(), y.dispose();
 });
+
+// The bind-group cache drops its groups when full. A capture's groups are pinned when it ends, so a drop
+// while it records must spare them: one dropped then had its uniform buffer destroyed under the replays
+// ("Buffer with 'geluNew.uniforms' label has been destroyed", ~40 edits into a mixed-precision eval).
+Deno.test("capture: a full bind-group cache while recording keeps the capture's groups for its replays", async () => {
+  const gpu = await testGpu();
+  const before = gpu.setGroupCacheLimit(4);
+  const y = Tensor.from(gpu, [0, 0, 0, 0], [4], "f32");
+  const x = Tensor.from(gpu, [1, 1, 1, 1], [4], "f32");
+  try {
+    gpu.beginCapture();
+    // ten distinct uniform words: ten groups, the cache overflows twice while recording
+    for (let i = 1; i <= 10; i++) await axpy(y, i, x);
+    const cap = gpu.endCapture();
+    // more distinct groups after it ends (drops again), and submits, so retired uniforms get destroyed
+    for (let i = 0; i < 3; i++) {
+      for (let j = 0; j < 10; j++) await axpy(y, 0.5 + j, x);
+      await gpu.sync();
+    }
+    const base = (await y.read())[0];
+    cap.replay();
+    cap.replay();
+    const got = await y.read();
+    assert.deepEqual(Array.from(got), [0, 1, 2, 3].map(() => base + 2 * 55));
+    cap.dispose();
+  } finally {
+    gpu.setGroupCacheLimit(before);
+    x.dispose(), y.dispose();
+  }
+});
