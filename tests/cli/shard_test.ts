@@ -128,14 +128,18 @@ Deno.test("keg stats merge: sums shards exactly into the cache, refuses a folder
   const tmp = await Deno.makeTempDir({ prefix: "keg_stats_merge_" });
   const cache = Deno.env.get("KEG_CACHE");
   const log = console.log;
-  console.log = () => {};
+  const lines: string[] = [];
+  console.log = (...a: unknown[]) => void lines.push(a.join(" "));
   try {
     Deno.env.set("KEG_CACHE", `${tmp}/cache`);
     await Deno.mkdir(`${tmp}/a`);
     const s0 = await fakeShard(`${tmp}/a`, "k1", 0, 2, [0, 4], [2, 1, 1, 4], 2);
     const s1 = await fakeShard(`${tmp}/a`, "k1", 1, 2, [4, 8], [6, 3, 3, 8], 6);
     await statsCommand(["merge", `${tmp}/a`]);
-    const f = await openSafetensors(`${tmp}/cache/stats/layer0-k1.safetensors`);
+    // the path it reports (KEG_CACHE is process-wide: a module running alongside may change it meanwhile)
+    const wrote = lines.at(-1)?.match(/→ (\S+)$/)?.[1];
+    assert.ok(wrote?.endsWith("/stats/layer0-k1.safetensors"), `merge reports ${lines.at(-1)}`);
+    const f = await openSafetensors(wrote!);
     assert.deepEqual(Array.from((await f.readFloat("mom2", "f32")).data), [1, 0.5, 0.5, 1.5]); // (Σ0 + Σ1) / 8
     assert.equal(f.metadata?.count, "8");
     await f.close();
