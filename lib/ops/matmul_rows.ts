@@ -14,7 +14,7 @@ import type { DType } from "../gpu/dtype.ts";
 import { Tensor } from "../gpu/tensor.ts";
 import { words } from "./_chunks.ts";
 import { packInto, packTexels, placeholderTexture } from "./matmul_texel.ts";
-import { frozenTexture } from "./matmul_frozen.ts";
+import { frozenTexture, isFrozen } from "./matmul_frozen.ts";
 
 /** Rows of C one thread of mm_rows holds at most (16 blocks of 4). */
 export const ROWS_PER_THREAD = 64;
@@ -91,7 +91,9 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
   if (split.slices * m * n * 4 > gpu.maxBindingBytes) split = { slices: 1, kc: k };
   const { slices, kc } = split;
   const gx = Math.ceil(n / ROWS_TILE_N);
-  const bTex = s.batch === 1 ? await frozenB(gpu, s, slices, kc, op) : null;
+  // slice j of a split product starts bStep elements after slice j − 1 in B
+  const bStep = s.transB ? kc : kc * s.b.ld;
+  const bTex = s.batch === 1 && isFrozen(gpu, s.b.buf) ? await frozenB(gpu, s, slices, kc, bStep, op) : null;
   const tw = Math.ceil(n / 4);
   const bt = bTex ?? placeholderTexture(gpu);
   const pipe = (tc: DType, tbias: DType, vecB: boolean, bias: boolean, accum: boolean) =>
@@ -163,7 +165,6 @@ export async function gemmRows(gpu: Gpu, s: RowsSpec, op = "matmul"): Promise<vo
     }
     // slice j covers K [j·kc, (j+1)·kc): the slices run as a batch whose strides step along K
     const full = Math.floor(k / kc), rem = k - full * kc;
-    const bStep = s.transB ? kc : kc * s.b.ld;
     for (const [s0, count, len] of [[0, full, kc], [full, rem ? 1 : 0, rem]]) {
       if (!count) continue;
       const bOff = bOff0 + s0 * bStep;
@@ -249,10 +250,10 @@ function frozenB(
   s: RowsSpec,
   slices: number,
   kc: number,
+  bStep: number,
   op: string,
 ): Promise<GPUTextureView | null> {
   const tw = Math.ceil(s.n / 4), pad4 = (x: number) => Math.ceil(x / 4) * 4;
-  const bStep = s.transB ? kc : kc * s.b.ld;
   const key = `${s.b.dtype}:${s.b.off}:${s.b.ld}:${s.transB ? "T" : "N"}:${s.k}×${s.n}/${slices}×${kc}`;
   return frozenTexture(gpu, s.b.buf, key, slices * tw, pad4(Math.min(kc, s.k)), async (target) => {
     for (let j = 0; j < slices; j++) {

@@ -2,25 +2,8 @@ import assert from "node:assert/strict";
 import { type DType, Tensor } from "../../lib/gpu/mod.ts";
 import { matmul } from "../../lib/ops/matmul.ts";
 import { freezeOperands, isFrozen } from "../../lib/ops/matmul_frozen.ts";
+import { matmulReference, maxError } from "../../lib/testing/matmul_reference.ts";
 import { randArray, testGpu } from "../_util.ts";
-
-function reference(
-  a: Float32Array,
-  b: Float32Array,
-  m: number,
-  k: number,
-  n: number,
-  transB: boolean,
-): Float64Array {
-  const c = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) {
-    for (let p = 0; p < k; p++) {
-      const x = a[i * k + p];
-      for (let j = 0; j < n; j++) c[i * n + j] += x * b[transB ? j * k + p : p * n + j];
-    }
-  }
-  return c;
-}
 
 // mm_rows reads a frozen op(B) from a texture packed on first use: the same arithmetic in the same order
 // as its storage reads, so results are bit-identical; later products reuse the texture; after release the
@@ -59,9 +42,8 @@ Deno.test("frozen operands: mm_rows with op(B) from a packed texture equals the 
     assert.deepEqual(Array.from(await first.read()), Array.from(want), `${what}: first frozen product`);
     assert.deepEqual(Array.from(await second.read()), Array.from(want), `${what}: reused texture`);
     assert.ok(secondDispatches <= firstDispatches, `${what}: the texture is packed once`);
-    const ref = reference(a, tb === "f16" ? await B.read() : b, m, k, n, transB);
-    let err = 0;
-    want.forEach((v, i) => err = Math.max(err, Math.abs(v - ref[i])));
+    const ref = matmulReference(a, tb === "f16" ? await B.read() : b, { m, n, k, transB }).values;
+    const err = maxError(want, ref);
     assert.ok(err < 1e-3, `${what}: error ${err} against f64`);
     scope.release();
     assert.ok(!isFrozen(gpu, B.buffer));
