@@ -103,7 +103,7 @@ export async function timeMs(
   run: () => Promise<unknown>,
   reps: number,
   batch: number | "auto" = 1,
-): Promise<{ best: number; mean: number; batch: number }> {
+): Promise<{ best: number; mean: number }> {
   const w0 = performance.now();
   await run();
   await gpu.sync();
@@ -119,7 +119,7 @@ export async function timeMs(
     best = Math.min(best, t);
     sum += t;
   }
-  return { best, mean: sum / reps, batch: calls };
+  return { best, mean: sum / reps };
 }
 
 /** Times a case and measures its error: one table row. */
