@@ -7,6 +7,10 @@ import { Gpu, type GpuOptions } from "../lib/gpu/mod.ts";
 
 let shared: Promise<Gpu> | null = null;
 
+// After a test file's last test: wait for every device it opened and release it, so that no GPU work is in
+// flight and no driver device is left when the file's runtime is torn down.
+Deno.test.afterAll(() => Gpu.destroyOpen());
+
 /** The test file's device (opened once, quiet). */
 export function testGpu(opts: GpuOptions = {}): Promise<Gpu> {
   if (Object.keys(opts).length) return Gpu.open({ quiet: true, ...opts });

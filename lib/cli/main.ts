@@ -2,6 +2,7 @@
  * keg's command line: `deno task <command> …` runs `lib/cli/main.ts <command> …`.
  * @module
  */
+import { Gpu } from "../gpu/mod.ts";
 import { UsageError } from "./args.ts";
 import { GENERATE_USAGE, generateCommand } from "./generate.ts";
 import { SELFCHECK_USAGE, selfcheckCommand } from "./selfcheck.ts";
@@ -55,4 +56,9 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  // no work in flight and no driver device left when the process ends
+  await Gpu.destroyOpen().catch(() => {});
+  Deno.exit(code);
+}

@@ -109,6 +109,9 @@ const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsag
 /** The invocation-wide loop cap of llvmpipe (LP_MAX_TGSI_LOOP_ITERATIONS). */
 export const LLVMPIPE_LOOP_LIMIT = 65535;
 
+/** Devices opened by {@link Gpu.open} and not destroyed yet (held weakly: an unreachable one may be collected). */
+const openDevices = new Set<WeakRef<Gpu>>();
+
 /** Whether an adapter description names llvmpipe / lavapipe (whose loops stop at {@link LLVMPIPE_LOOP_LIMIT}). */
 export function hasLoopLimit(description: string): boolean {
   return /llvmpipe|lavapipe/i.test(description);
@@ -148,6 +151,8 @@ export class Gpu {
   #staging: { buf: GPUBuffer; bytes: Uint8Array; used: number } | null = null;
   #capture: CaptureRecorder | null = null;
   #pinned = new Map<GPUBuffer, Capture>();
+  #destroyed = false;
+  #openRef: WeakRef<Gpu> | null = null;
   #liveCaptures = 0;
   #profiler: GpuProfiler | null = null;
   #counters: GpuCounters = emptyCounters();
@@ -208,6 +213,7 @@ export class Gpu {
       requiredLimits,
     });
     const gpu = new Gpu(device, adapter, f16, opts);
+    openDevices.add(gpu.#openRef = new WeakRef(gpu));
     if (gpu.report.backend === "gl") {
       slowAdapterWarning(gpu, opts);
     } else if (!f16) {
@@ -678,8 +684,29 @@ export class Gpu {
     return p ? await p.report() : { ops: [], stages: [], gpuSeconds: 0 };
   }
 
-  /** Waits for all work and releases the device. */
+  /**
+   * Waits for and releases every device {@link open} returned that is still open (tests call it after their
+   * last test, the CLI before it exits), so that no work is in flight and no driver device is left when
+   * the process or a test module ends. Errors of one device do not stop the others; the first is thrown.
+   */
+  static async destroyOpen(): Promise<void> {
+    let first: unknown = null;
+    for (const ref of [...openDevices]) {
+      openDevices.delete(ref);
+      try {
+        await ref.deref()?.destroy();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== null) throw first;
+  }
+
+  /** Waits for all work and releases the device (once: later calls return at once). */
   async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    if (this.#openRef) openDevices.delete(this.#openRef);
     try {
       await this.sync();
     } finally {
