@@ -86,10 +86,11 @@ function slowAdapterWarning(gpu: Gpu, opts: GpuOptions): void {
 /** One binding of a dispatch: a whole buffer, a buffer range, a texture view, or none (skipped). */
 export type Binding = GPUBuffer | GPUBufferBinding | GPUTextureView | null;
 
-/** A cached bind group and the buffers it binds. */
+/** A cached bind group and the resources it binds. */
 interface BindEntry {
   group: GPUBindGroup;
-  buffers: GPUBuffer[];
+  /** The buffers and texture views it binds (apart from its uniform buffer). */
+  resources: (GPUBuffer | GPUTextureView)[];
   uniform: GPUBuffer | null;
   /** Live captures that replay this group. */
   pins: number;
@@ -147,7 +148,7 @@ export class Gpu {
   #ids = new WeakMap<object, number>();
   #nextId = 1;
   #groups = new Map<string, BindEntry>();
-  #groupsOf = new Map<GPUBuffer, Set<string>>();
+  #groupsOf = new Map<GPUBuffer | GPUTextureView, Set<string>>();
   #staging: { buf: GPUBuffer; bytes: Uint8Array; used: number } | null = null;
   #capture: CaptureRecorder | null = null;
   #pinned = new Map<GPUBuffer, Capture>();
@@ -817,7 +818,7 @@ export class Gpu {
     this.#counters.groupMisses++;
     if (this.#groups.size >= this.#groupCacheMax) this.#dropGroups();
     const entries: GPUBindGroupEntry[] = [];
-    const used: GPUBuffer[] = [];
+    const used: (GPUBuffer | GPUTextureView)[] = [];
     let binding = 0;
     let ub: GPUBuffer | null = null;
     if (uniforms) {
@@ -835,6 +836,7 @@ export class Gpu {
       const at = binding++;
       if (!b) continue;
       if (b instanceof GPUTextureView) {
+        used.push(b);
         entries.push({ binding: at, resource: b });
         continue;
       }
@@ -845,7 +847,7 @@ export class Gpu {
     this.device.pushErrorScope("validation");
     const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label: op });
     this.#trackScopes(op, 1);
-    this.#groups.set(key, { group, buffers: used, uniform: ub, pins: 0 });
+    this.#groups.set(key, { group, resources: used, uniform: ub, pins: 0 });
     this.#capture?.groups.add(key);
     for (const b of used) {
       let keys = this.#groupsOf.get(b);
@@ -855,11 +857,22 @@ export class Gpu {
     return group;
   }
 
-  /** Forgets the cached bind groups that reference a buffer about to be destroyed. */
-  #forgetBuffer(buf: GPUBuffer): void {
-    const keys = this.#groupsOf.get(buf);
+  /**
+   * Destroys a texture once the recorded work is submitted, after forgetting the cached bind groups that
+   * bind one of its views (a later view gets a new id, so they would never be hit again, only kept).
+   */
+  destroyTexture(tex: GPUTexture, views: readonly GPUTextureView[]): void {
+    this.flush();
+    for (const v of views) this.#forgetBuffer(v);
+    tex.destroy();
+  }
+
+  /** Forgets the cached bind groups that reference a buffer (or texture view) about to be destroyed. */
+  #forgetBuffer(res: GPUBuffer | GPUTextureView): void {
+    const keys = this.#groupsOf.get(res);
     if (!keys) return;
     for (const k of [...keys]) this.#retireGroup(k);
+    this.#groupsOf.delete(res);
   }
 
   /**
@@ -868,6 +881,11 @@ export class Gpu {
    */
   #dropGroups(): void {
     for (const [k, e] of this.#groups) if (!e.pins && !this.#capture?.groups.has(k)) this.#retireGroup(k);
+  }
+
+  /** @internal Bind groups in the cache now (tests). */
+  get cachedGroups(): number {
+    return this.#groups.size;
   }
 
   /** @internal Sets how many bind groups the cache holds before it drops them (tests); returns the old limit. */
@@ -881,7 +899,11 @@ export class Gpu {
     const e = this.#groups.get(key);
     if (!e) return;
     this.#groups.delete(key);
-    for (const b of e.buffers) this.#groupsOf.get(b)?.delete(key);
+    for (const b of e.resources) {
+      const keys = this.#groupsOf.get(b);
+      keys?.delete(key);
+      if (keys?.size === 0) this.#groupsOf.delete(b);
+    }
     if (e.uniform) this.#transient.push(e.uniform); // destroyed once the batch that may use it is done
   }
 

@@ -79,7 +79,7 @@ export function freezeOperands(
       if (!dropped.length) return;
       gpu.flush();
       for (const e of dropped) {
-        e.tex.destroy();
+        gpu.destroyTexture(e.tex, [e.view]);
         s.bytes -= e.bytes;
       }
     },

@@ -112,7 +112,7 @@ function workspaceTexture(
       gpu.flush();
       for (const [k, old] of ws.textures) {
         if (!k.startsWith(`${role}:`)) continue;
-        old.tex.destroy();
+        gpu.destroyTexture(old.tex, [old.view]);
         ws.textures.delete(k);
         ws.bytes -= old.bytes;
       }

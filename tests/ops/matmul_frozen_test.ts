@@ -45,8 +45,14 @@ Deno.test("frozen operands: mm_rows with op(B) from a packed texture equals the 
     const ref = matmulReference(a, tb === "f16" ? await B.read() : b, { m, n, k, transB }).values;
     const err = maxError(want, ref);
     assert.ok(err < 1e-3, `${what}: error ${err} against f64`);
+    const groups = gpu.cachedGroups;
     scope.release();
     assert.ok(!isFrozen(gpu, B.buffer));
+    // the cached bind groups that bound the released texture are forgotten with it
+    assert.ok(
+      gpu.cachedGroups < groups,
+      `${what}: ${gpu.cachedGroups} cached groups after release, ${groups} before`,
+    );
     // written after the release: the product reads the new weights
     const b2 = b.map((v) => -2 * v);
     const B2 = Tensor.from(gpu, b2, B.shape, tb);
