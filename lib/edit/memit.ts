@@ -78,6 +78,8 @@ export interface MemitEditorOptions {
   nullSpaces?: (layer: number) => Promise<NullSpace>;
   /** Context templates in groups, e.g. the oracle's `[["{}"], [five prefixes]]` (else sampled). */
   templates?: string[][];
+  /** Cache folder for the sampled templates (default: keg's cache, `$KEG_CACHE`). */
+  cacheRoot?: string;
 }
 
 /** Rejects a batch where one (subject, prompt) asks for two different targets. */
@@ -152,6 +154,7 @@ export class MemitEditor {
         lengthParams: spec,
         seed: this.hp.base.seed,
         fingerprint: this.model.fingerprint,
+        cacheDir: this.#opts.cacheRoot && `${this.#opts.cacheRoot}/templates`,
       });
       const groups: string[][] = [[flat[0]]];
       let at = 1;

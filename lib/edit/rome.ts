@@ -82,17 +82,22 @@ export class RomeEditor {
   #templates: string[] | null = null;
   #factor: CholeskyFactor | null = null;
   #stats: Stats | null;
+  #cacheRoot: string | undefined;
   #wNorm = new Map<string, number>();
 
-  /** `stats` is required when hp.mom2Adjustment is true (see lib/edit/covariance.ts). */
+  /**
+   * `stats` is required when hp.mom2Adjustment is true (see lib/edit/covariance.ts); `templates` skips the
+   * sampling; `cacheRoot` is the cache folder for the sampled templates (default: keg's cache, `$KEG_CACHE`).
+   */
   constructor(
     model: LoadedModel,
     hp: RomeHparams,
-    opts: { stats?: Stats | null; templates?: string[] } = {},
+    opts: { stats?: Stats | null; templates?: string[]; cacheRoot?: string } = {},
   ) {
     this.model = model;
     this.hp = hp;
     this.#stats = opts.stats ?? null;
+    this.#cacheRoot = opts.cacheRoot;
     this.#templates = opts.templates ?? null;
     if (hp.layersAuto && hp.layers.length === 0) {
       throw new Error(
@@ -123,6 +128,7 @@ export class RomeEditor {
         lengthParams: this.hp.contextTemplateLengthParams,
         seed: this.hp.seed,
         fingerprint: this.model.fingerprint,
+        cacheDir: this.#cacheRoot && `${this.#cacheRoot}/templates`,
       });
     }
     return this.#templates;

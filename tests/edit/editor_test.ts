@@ -13,7 +13,6 @@ Deno.test("editor: sequential edits, saved deltas reload to identical logits, re
   const dir = sharedPath("models/tiny-gpt2-counterfact");
   if (!dir) return;
   const tmp = await Deno.makeTempDir();
-  Deno.env.set("KEG_CACHE", tmp);
   // cheap settings: 3 forwards of v*, 6 context templates
   const hp = applyOverrides(await loadHparams("configs/R-ROME/tiny-gpt2-counterfact.yaml"), {
     v_num_grad_steps: 3,
@@ -33,7 +32,7 @@ Deno.test("editor: sequential edits, saved deltas reload to identical logits, re
   try {
     const before = await logits();
     const stats = await loadStatsFile(model, 0, `${dir}/rome_reference/mom2_layer0.safetensors`);
-    const editor = new RomeEditor(model, hp, { stats });
+    const editor = new RomeEditor(model, hp, { stats, cacheRoot: tmp });
     // bad requests never reach the GPU
     assert.throws(
       () => normalizeRequest({ prompt: "{} is in", subject: "X", target_new: "" }, "req"),
@@ -94,7 +93,6 @@ Deno.test("editor: sequential edits, saved deltas reload to identical logits, re
     editor.dispose();
   } finally {
     await model.dispose();
-    Deno.env.delete("KEG_CACHE");
     await Deno.remove(tmp, { recursive: true });
   }
 });

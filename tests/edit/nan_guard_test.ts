@@ -32,7 +32,6 @@ Deno.test("NaN/inf guard: an f16 overflow in v* is detected, v* is redone with f
   const src = sharedPath("models/tiny-gpt2-counterfact");
   if (!src) return;
   const tmp = await Deno.makeTempDir();
-  Deno.env.set("KEG_CACHE", `${tmp}/cache`);
   try {
     await overflowingModel(src, tmp);
     const hp = applyOverrides(await loadHparams("configs/R-ROME/tiny-gpt2-counterfact.yaml"), {
@@ -65,7 +64,6 @@ Deno.test("NaN/inf guard: an f16 overflow in v* is detected, v* is redone with f
       await model.dispose();
     }
   } finally {
-    Deno.env.delete("KEG_CACHE");
     await Deno.remove(tmp, { recursive: true });
   }
 });

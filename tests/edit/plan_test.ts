@@ -30,7 +30,6 @@ async function measured(dir: string, hpPath: string, layer: number, precision: P
   });
   // a fresh cache: the measured edit samples its context templates, as keg plan assumes (a first edit)
   const cache = await Deno.makeTempDir();
-  Deno.env.set("KEG_CACHE", cache);
   const gpus = await Gpu.openMany(n, { quiet: true });
   const m = await loadModel(dir, { precision, gpus, quiet: true });
   try {
@@ -43,7 +42,7 @@ async function measured(dir: string, hpPath: string, layer: number, precision: P
       await topNext(m.net, tok, ["Angola is located in"], 5);
     };
     await probe();
-    const editor = new RomeEditor(m, hp, { stats });
+    const editor = new RomeEditor(m, hp, { stats, cacheRoot: cache });
     await editor.edit(REQ);
     await probe();
     const peaks = gpus.map((g) => g.memory().peakBytes);
@@ -54,7 +53,6 @@ async function measured(dir: string, hpPath: string, layer: number, precision: P
   } finally {
     await m.dispose();
     for (const g of gpus) await g.destroy();
-    Deno.env.delete("KEG_CACHE");
     await Deno.remove(cache, { recursive: true });
   }
 }

@@ -130,7 +130,6 @@ const TINY = {
 
 Deno.test("randomModel: tiny Llama forward is finite and seeded; R-ROME edits it and restore() is exact", async () => {
   const tmp = await Deno.makeTempDir();
-  Deno.env.set("KEG_CACHE", tmp);
   const gpu = await testGpu();
   const precision = gpu.f16 ? "f16" : "f32";
   // the embedding (300·64·2 B) and the down projection are row-chunked at this binding cap
@@ -173,7 +172,7 @@ Deno.test("randomModel: tiny Llama forward is finite and seeded; R-ROME edits it
       mom2_adjustment: false,
       context_template_length_params: [[4, 2]],
     });
-    const editor = new RomeEditor(model, hp);
+    const editor = new RomeEditor(model, hp, { cacheRoot: tmp });
     const { report: e } = await editor.edit({
       prompt: "{} is located in",
       subject: "Angola",
@@ -219,6 +218,7 @@ Deno.test("RANDOM_7B_CONFIGS: Llama-2-7B, Llama-3-8B and Qwen2.5-7B shapes and p
 Deno.test("randomModel: Qwen2 (q/k/v biases) and Qwen3 (head_dim ≠ hidden/heads, q/k norms) run and edit", async () => {
   const gpu = await testGpu();
   const tiny = { ...TINY, num_key_value_heads: 2 };
+  const cache = await Deno.makeTempDir(); // the sampled templates' cache
   for (const cfg of [{ ...tiny, model_type: "qwen2" }, { ...tiny, model_type: "qwen3", head_dim: 32 }]) {
     const model = await randomModel(cfg, { gpus: [gpu], seed: 3, quiet: true });
     try {
@@ -242,7 +242,7 @@ Deno.test("randomModel: Qwen2 (q/k/v biases) and Qwen3 (head_dim ≠ hidden/head
         v_num_grad_steps: 2,
         context_template_length_params: [[4, 1]],
       });
-      const editor = new RomeEditor(model, hp);
+      const editor = new RomeEditor(model, hp, { cacheRoot: cache });
       const e = await editor.edit({ prompt: "{} is located in", subject: "Angola", targetNew: "Oz" });
       const rep = e.report;
       assert.ok(Number.isFinite(rep.dWRel) && rep.dWRel > 0 && rep.fallbacks.length === 0, cfg.model_type);
@@ -251,4 +251,5 @@ Deno.test("randomModel: Qwen2 (q/k/v biases) and Qwen3 (head_dim ≠ hidden/head
       await model.dispose();
     }
   }
+  await Deno.remove(cache, { recursive: true });
 });
