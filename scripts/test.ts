@@ -1,6 +1,7 @@
 /**
  * keg's test runner (`./keg test`): every test file runs in its own `deno test` process, `--jobs` of them at
- * a time (default: the CPU count), and their results are summed up at the end.
+ * a time (default: the CPU count), after one `deno check` of them all, and their results are summed up at
+ * the end.
  *
  * Why not `deno test --parallel`: that runs the files on threads of one process, each thread with its own
  * WebGPU instance and driver devices, side by side — a configuration keg itself never runs in (the CLI has
@@ -52,9 +53,8 @@ export async function testFiles(paths: string[]): Promise<string[]> {
 
 /** Runs one test file in its own process and collects its output in arrival order. */
 export async function runFile(file: string, signal?: AbortSignal): Promise<FileResult> {
-  const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["test", "-A", file],
+    args: ["test", "-A", "--no-check", file], // type-checked once by typeCheck
     stdout: "piped",
     stderr: "piped",
     signal,
@@ -75,6 +75,17 @@ export async function runFile(file: string, signal?: AbortSignal): Promise<FileR
     seconds: (performance.now() - t0) / 1000,
     output,
   };
+}
+
+/** Type-checks all files in one `deno check` (so that each file's process need not check its graph again). */
+export async function typeCheck(files: string[]): Promise<boolean> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["check", ...files],
+    stdout: "inherit",
+    stderr: "inherit",
+  })
+    .output();
+  return r.success;
 }
 
 /** Whether a file's process failed: a failed test, a nonzero exit or a signal (a crash after passing). */
@@ -132,6 +143,11 @@ async function main(argv: string[]): Promise<number> {
   if (!files.length) {
     console.error(`scripts/test.ts: no *_test.ts files under ${positionals.join(" ") || "tests/"}`);
     return 2;
+  }
+  const t0 = performance.now();
+  if (!await typeCheck(files)) {
+    console.log("FAILED | type check (deno check) of the test files failed");
+    return 1;
   }
   const abort = new AbortController();
   const stop = () => abort.abort();
