@@ -53,6 +53,7 @@ export async function testFiles(paths: string[]): Promise<string[]> {
 
 /** Runs one test file in its own process and collects its output in arrival order. */
 export async function runFile(file: string, signal?: AbortSignal): Promise<FileResult> {
+  const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["test", "-A", "--no-check", file], // type-checked once by typeCheck
     stdout: "piped",
@@ -152,7 +153,6 @@ async function main(argv: string[]): Promise<number> {
   const abort = new AbortController();
   const stop = () => abort.abort();
   Deno.addSignalListener("SIGINT", stop);
-  const t0 = performance.now();
   const results = await runAll(files, jobs, { signal: abort.signal });
   Deno.removeSignalListener("SIGINT", stop);
   const bad = results.filter(fileFailed);
