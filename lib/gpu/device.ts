@@ -344,7 +344,7 @@ export class Gpu {
       return;
     }
     this.#liveBytes -= size;
-    this.#forgetBuffer(buf);
+    this.#forgetResource(buf);
     this.#transient.push(buf);
   }
 
@@ -863,16 +863,15 @@ export class Gpu {
    */
   destroyTexture(tex: GPUTexture, views: readonly GPUTextureView[]): void {
     this.flush();
-    for (const v of views) this.#forgetBuffer(v);
+    for (const v of views) this.#forgetResource(v);
     tex.destroy();
   }
 
   /** Forgets the cached bind groups that reference a buffer (or texture view) about to be destroyed. */
-  #forgetBuffer(res: GPUBuffer | GPUTextureView): void {
+  #forgetResource(res: GPUBuffer | GPUTextureView): void {
     const keys = this.#groupsOf.get(res);
     if (!keys) return;
-    for (const k of [...keys]) this.#retireGroup(k);
-    this.#groupsOf.delete(res);
+    for (const k of [...keys]) this.#retireGroup(k); // (the last one removes res from #groupsOf)
   }
 
   /**
